@@ -1,0 +1,72 @@
+"""Config presets and command-line overrides (train/config.py)."""
+
+import pytest
+
+from train.config import ConfigError, apply_overrides, from_dict, preset
+
+
+def test_nsynth_preset_is_the_seed_configuration():
+    config = preset("nsynth")
+    assert (config.train.batch_size, config.model.n_samples, config.model.n_harmonics) == (32, 64000, 100)
+    assert (config.model.n_noise_bands, config.model.ir_length) == (65, 16000)
+    assert (config.model.harmonic_weight, config.model.noise_weight) == (1.0, 0.1)
+    assert config.train.learning_rate == 3e-4 and config.train.decay_rate == 0.98
+    assert config.train.decay_steps == 10000 and config.train.grad_clip == 3.0 and config.train.n_steps == 30000
+
+
+def test_overrides_parse_to_the_field_type():
+    config = apply_overrides(
+        preset("demo"),
+        ["train.n_steps=7", "train.learning_rate=2e-3", "model.reverb=false", "data.crepe_model=full"],
+    )
+    assert config.train.n_steps == 7 and isinstance(config.train.n_steps, int)
+    assert config.train.learning_rate == pytest.approx(2e-3)
+    assert config.model.reverb is False
+    assert config.data.crepe_model == "full"
+    assert preset("demo").train.n_steps != 7  # presets are not mutated
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.n_stepz=3", "unknown config key 'train.n_stepz'"),
+        ("optimizer.lr=3", "unknown config section 'optimizer'"),
+        ("train.n_steps=many", "expects an integer"),
+        ("model.reverb=perhaps", "expects a boolean"),
+        ("train.n_steps", "must look like section.key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(preset("demo"), [override])
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(ConfigError, match="demo"):
+        preset("huge")
+
+
+def test_config_round_trips_through_a_dict():
+    config = apply_overrides(preset("tiny"), ["train.seed=5"])
+    assert from_dict(config.to_dict()) == config
+    assert from_dict(config.to_dict()).model_fingerprint() == config.model_fingerprint()
+
+
+def test_model_fingerprint_changes_with_the_model_only():
+    base = preset("tiny")
+    assert apply_overrides(base, ["train.n_steps=99"]).model_fingerprint() == base.model_fingerprint()
+    assert apply_overrides(base, ["model.n_harmonics=9"]).model_fingerprint() != base.model_fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.path=tensorflow", "train.path='tensorflow'; expected one of pure, datarax"),
+        ("data.source=youtube", "data.source='youtube'"),
+        ("train.batch_size=0", "train.batch_size must be positive"),
+        ("model.n_samples=1000", "must be a multiple of model.hop_size"),
+    ],
+)
+def test_invalid_values_are_refused_with_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        apply_overrides(preset("demo"), [override])
