@@ -158,6 +158,13 @@ def frequency_filter(
     ddsp_core.effects.fft_convolve : the frame-wise convolution.
     filtered_noise : this filter applied to white noise.
     """
+    n_samples, n_frames = audio.shape[0], magnitudes.shape[0]
+    frame_size = -(-n_samples // n_frames)
+    if -(-n_samples // frame_size) != n_frames:
+        raise ValueError(
+            f"magnitudes has {n_frames} frames, which do not split {n_samples} audio samples into equal frames of "
+            f"ceil({n_samples} / {n_frames}) = {frame_size}; use n_samples a multiple of the number of frames"
+        )
     with jax.named_scope("frequency_filter"):
         impulse_response = frequency_impulse_response(magnitudes, window_size=window_size)
         return fft_convolve(audio, impulse_response, padding="same", delay_compensation=-1)

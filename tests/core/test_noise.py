@@ -217,5 +217,5 @@ def test_invalid_sizes_raise_value_error_naming_the_argument():
         frequency_impulse_response(np.ones((4, 65), np.float32), window_size=-1)
     with pytest.raises(ValueError, match="n_samples"):
         filtered_noise(np.ones((4, 65), np.float32), n_samples=0, key=jax.random.key(0))
-    with pytest.raises(ValueError, match="frames"):
+    with pytest.raises(ValueError, match="magnitudes has 4 frames"):
         filtered_noise(np.ones((4, 65), np.float32), n_samples=9, key=jax.random.key(0))
