@@ -28,11 +28,13 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ddsp_core._typing import AnyArray, Key
-from ddsp_core.core import hz_to_midi
+from ddsp_core.core import hz_to_midi, upsample_linear
+from ddsp_core.spectral import mfcc
 
 __all__ = [
     "DDSPDecoder",
     "DecoderOutputs",
+    "MfccEncoder",
     "decoder_parameter_count",
     "parameter_count",
     "parameter_summary",
@@ -50,7 +52,7 @@ class DecoderOutputs(NamedTuple):
 
     Attributes
     ----------
-    amplitude : Float[Array, "n_frames 1"]
+    amplitude : Float[Array, "n_frames"]
         Raw overall amplitude; ``exp_sigmoid`` of it is the linear amplitude.
     harmonic_distribution : Float[Array, "n_frames n_harmonics"]
         Raw harmonic distribution; ``exp_sigmoid``, the Nyquist mask and normalisation make it a distribution.
@@ -58,7 +60,7 @@ class DecoderOutputs(NamedTuple):
         Raw noise filter magnitudes; the noise ``get_controls`` step scales them with ``exp_sigmoid``.
     """
 
-    amplitude: Float[Array, "n_frames 1"]
+    amplitude: Float[Array, " n_frames"]
     harmonic_distribution: Float[Array, "n_frames n_harmonics"]
     noise_magnitudes: Float[Array, "n_frames n_noise_bands"]
 
@@ -279,7 +281,7 @@ class DDSPDecoder(eqx.Module):
         Returns
         -------
         DecoderOutputs
-            Raw ``amplitude (n_frames, 1)``, ``harmonic_distribution (n_frames, n_harmonics)``,
+            Raw ``amplitude (n_frames,)``, ``harmonic_distribution (n_frames, n_harmonics)``,
             ``noise_magnitudes (n_frames, n_noise_bands)``.
         """
         with jax.named_scope("ddsp_decoder"):
@@ -299,10 +301,131 @@ class DDSPDecoder(eqx.Module):
                 for block in self.mlp:
                     x = block(x)  # [n_frames, hidden]
             return DecoderOutputs(
-                amplitude=_linear_over_frames(self.amplitude_head, x),  # [n_frames, 1]
+                amplitude=_linear_over_frames(self.amplitude_head, x)[:, 0],  # [n_frames]
                 harmonic_distribution=_linear_over_frames(self.harmonic_head, x),  # [n_frames, n_harmonics]
                 noise_magnitudes=_linear_over_frames(self.noise_head, x),  # [n_frames, n_noise_bands]
             )
+
+
+class MfccEncoder(eqx.Module):
+    """z-encoder for timbre conditioning: MFCC -> LayerNorm -> GRU -> Linear, resampled to the decoder's frames.
+
+    Works on ONE example; batch with ``jax.vmap``.
+
+    Parameters
+    ----------
+    z_dims : int
+        Size of ``z`` per frame (magenta's solo/NSynth autoencoders use 16 or 32).
+    sample_rate : int
+        Audio sample rate, Hz.
+    hidden_size : int
+        GRU width (default 512).
+    n_mfccs : int
+        MFCC coefficients per frame (default 30, as magenta).
+    n_mels : int
+        Mel bands under the MFCC (default 128).
+    n_fft : int
+        MFCC FFT size (default 1024).
+    hop_size : int
+        MFCC hop in samples (default 256 = 62.5 frames/s at 16 kHz, magenta's ``z_time_steps=250`` at 4 s
+        reads 4x more; this keeps the GRU short). ``z`` is linearly upsampled to the decoder's frame count.
+    scan_unroll : int
+        ``unroll`` of the GRU scan (speed only).
+    key : Key
+        PRNG key for the initialisation (keyword only).
+
+    Notes
+    -----
+    Source: magenta ddsp ``encoders.MfccTimeDistributedRnnEncoder`` (MFCC, ``LayerNorm``, GRU, ``Dense(z_dims)``,
+    ``resample`` to the decoder's time steps).
+
+    Examples
+    --------
+    >>> encoder = MfccEncoder(z_dims=16, sample_rate=16000, key=jax.random.key(0))
+    >>> z = encoder(jnp.zeros(64000), n_frames=1000)  # (1000, 16)
+
+    See Also
+    --------
+    DDSPDecoder : takes ``z`` when built with ``z_dims > 0``.
+    ddsp_core.spectral.mfcc : the features.
+    """
+
+    norm: eqx.nn.LayerNorm
+    gru: eqx.nn.GRUCell
+    output_layer: eqx.nn.Linear
+    z_dims: int = eqx.field(static=True)
+    sample_rate: int = eqx.field(static=True)
+    n_mfccs: int = eqx.field(static=True)
+    n_mels: int = eqx.field(static=True)
+    n_fft: int = eqx.field(static=True)
+    hop_size: int = eqx.field(static=True)
+    scan_unroll: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        *,
+        z_dims: int,
+        sample_rate: int,
+        hidden_size: int = 512,
+        n_mfccs: int = 30,
+        n_mels: int = 128,
+        n_fft: int = 1024,
+        hop_size: int = 256,
+        scan_unroll: int = 1,
+        key: Key,
+    ):
+        _check_positive(
+            z_dims=z_dims,
+            sample_rate=sample_rate,
+            hidden_size=hidden_size,
+            n_mfccs=n_mfccs,
+            n_mels=n_mels,
+            n_fft=n_fft,
+            hop_size=hop_size,
+            scan_unroll=scan_unroll,
+        )
+        gru_key, out_key = jax.random.split(key)
+        self.norm = eqx.nn.LayerNorm(n_mfccs)
+        self.gru = eqx.nn.GRUCell(n_mfccs, hidden_size, key=gru_key)
+        self.output_layer = eqx.nn.Linear(hidden_size, z_dims, key=out_key)
+        self.z_dims = z_dims
+        self.sample_rate = sample_rate
+        self.n_mfccs = n_mfccs
+        self.n_mels = n_mels
+        self.n_fft = n_fft
+        self.hop_size = hop_size
+        self.scan_unroll = scan_unroll
+
+    def __call__(self, audio: Float[AnyArray, " n_samples"], *, n_frames: int) -> Float[Array, "{n_frames} z_dims"]:
+        """Encode one clip.
+
+        Parameters
+        ----------
+        audio : Float[AnyArray, "n_samples"]
+            Mono audio at ``sample_rate``.
+        n_frames : int
+            Number of decoder frames to produce (e.g. ``n_samples // 64``).
+
+        Returns
+        -------
+        Float[Array, "n_frames z_dims"]
+            ``z`` per decoder frame.
+        """
+        if n_frames < 1:
+            raise ValueError(f"n_frames must be a positive integer, got {n_frames}")
+        with jax.named_scope("mfcc_encoder"):
+            coefficients = mfcc(
+                audio,
+                sample_rate=self.sample_rate,
+                n_fft=self.n_fft,
+                hop_size=self.hop_size,
+                n_mels=self.n_mels,
+                n_mfccs=self.n_mfccs,
+            )  # [n_mfcc_frames, n_mfccs]
+            x = jax.vmap(self.norm)(coefficients)
+            x = _gru_over_frames(self.gru, x, unroll=self.scan_unroll)  # [n_mfcc_frames, hidden]
+            z = _linear_over_frames(self.output_layer, x)  # [n_mfcc_frames, z_dims]
+            return upsample_linear(z, n_frames)  # [n_frames, z_dims]
 
 
 def decoder_parameter_count(

@@ -8,6 +8,7 @@ import pytest
 
 from ddsp_core.decoder import (
     DDSPDecoder,
+    MfccEncoder,
     _gru_over_frames,
     decoder_parameter_count,
     parameter_count,
@@ -33,7 +34,7 @@ def decoder() -> DDSPDecoder:
 
 def test_outputs_have_one_row_per_frame_and_one_column_per_control(decoder):
     out = decoder(*_features())
-    assert out.amplitude.shape == (N_FRAMES, 1)
+    assert out.amplitude.shape == (N_FRAMES,)
     assert out.harmonic_distribution.shape == (N_FRAMES, SMALL["n_harmonics"])
     assert out.noise_magnitudes.shape == (N_FRAMES, SMALL["n_noise_bands"])
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in out)
@@ -154,3 +155,23 @@ def test_gradients_are_finite_for_unvoiced_frames_and_silence(decoder):
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
     assert any(float(jnp.max(jnp.abs(g))) > 0 for g in leaves)
     assert bool(jnp.all(jnp.isfinite(grads_f0)))
+
+
+def _small_encoder() -> MfccEncoder:
+    return MfccEncoder(
+        z_dims=4, sample_rate=16000, hidden_size=8, n_mfccs=10, n_mels=20, n_fft=256, hop_size=64, key=jax.random.key(3)
+    )
+
+
+def test_encoder_gives_z_per_decoder_frame_that_depends_on_timbre():
+    encoder = _small_encoder()
+    t = jnp.arange(2048) / 16000.0
+    sine = jnp.sin(2 * jnp.pi * 440.0 * t)
+    square = jnp.sign(sine) * 0.8
+    encode = eqx.filter_jit(lambda e, a: e(a, n_frames=N_FRAMES))
+    z_sine, z_square = encode(encoder, sine), encode(encoder, square)
+    assert z_sine.shape == (N_FRAMES, 4)
+    assert bool(jnp.all(jnp.isfinite(z_sine)))
+    assert float(jnp.max(jnp.abs(z_sine - z_square))) > 1e-3
+    batched = eqx.filter_jit(lambda e, a: jax.vmap(lambda x: e(x, n_frames=N_FRAMES))(a))(encoder, jnp.stack([sine, square]))
+    np.testing.assert_allclose(np.asarray(batched[1]), np.asarray(z_square), rtol=1e-5, atol=1e-6)
