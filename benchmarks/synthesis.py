@@ -157,13 +157,14 @@ def _sum_of_squares(fn: Callable[..., Array]) -> Callable[..., Array]:
     return lambda *args: jnp.sum(fn(*args) ** 2)
 
 
-def _cases(n_samples: int, c: dict[str, Array]) -> list[tuple[str, str, Callable[..., object], tuple]]:
+def _cases(
+    n_samples: int, c: dict[str, Array], *, with_baseline: bool
+) -> list[tuple[str, str, Callable[..., object], tuple]]:
     """(block, mode, jitted function, arguments) for every block and pass."""
     harmonic_args = (c["amplitude"], c["harmonic_distribution"], c["f0_hz"])
-    harmonic_blocks = [
-        ("harmonic", harmonic),
-        ("harmonic, oscillator bank", oscillator_bank_harmonic),
-    ]
+    harmonic_blocks = [("harmonic", harmonic)]
+    if with_baseline:
+        harmonic_blocks.append(("harmonic, oscillator bank", oscillator_bank_harmonic))
     noise = jax.vmap(lambda m, k: filtered_noise(m, n_samples=n_samples, key=k))
     batched_reverb = jax.vmap(reverb)
     cases = []
@@ -192,13 +193,13 @@ def _n_samples(audio_seconds: float) -> int:
     return n_samples - n_samples % (SAMPLE_RATE // FRAME_RATE)
 
 
-def run(batches: Sequence[int], repeats: int, audio_seconds: float) -> list[Row]:
-    """Measure every block at every batch size; returns the rows in table order."""
+def run(batches: Sequence[int], repeats: int, audio_seconds: float, baseline_max_batch: int) -> list[Row]:
+    """Measure every block at every batch size (the baseline up to ``baseline_max_batch``); returns the rows."""
     n_samples = _n_samples(audio_seconds)
     rows = []
     for batch in batches:
         controls = _controls(batch, n_samples)
-        for block, mode, fn, args in _cases(n_samples, controls):
+        for block, mode, fn, args in _cases(n_samples, controls, with_baseline=batch <= baseline_max_batch):
             logger.info("timing %s %s batch %d", block, mode, batch)
             seconds = _median_seconds(fn, args, repeats)
             rows.append(Row(block, mode, batch, seconds, n_samples / SAMPLE_RATE))
@@ -241,6 +242,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per case after warm-up (default 10)")
     parser.add_argument("--seconds", type=float, default=4.0, help="audio length per example (default 4)")
     parser.add_argument(
+        "--baseline-max-batch",
+        type=int,
+        default=None,
+        help="largest batch for the oscillator-bank baseline, whose (batch, n_samples, n_harmonics) arrays are "
+        "slow and large (default: every batch)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="smoke run: batch 1 and 8, 1 s of audio, 3 repeats (overrides others)"
     )
     args = parser.parse_args(argv)
@@ -255,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the benchmark and print the table to stdout."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = _parse_args(argv)
-    rows = run(args.batch, args.repeats, args.seconds)
+    baseline_max_batch = max(args.batch) if args.baseline_max_batch is None else args.baseline_max_batch
+    rows = run(args.batch, args.repeats, args.seconds, baseline_max_batch)
     full_length = args.seconds == MAGENTA_REFERENCE_SECONDS
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.devices()[0].device_kind}), "
