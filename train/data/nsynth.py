@@ -18,6 +18,7 @@ use one loudness definition. The NSynth splits are kept as they are (NSynth's ow
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -47,8 +48,8 @@ def _note(
     return {
         "audio": np.asarray(audio, np.float32),
         "id": note_id,
-        "pitch": int(pitch),
-        "velocity": int(velocity),
+        "pitch": pitch,
+        "velocity": velocity,
         "instrument": instrument,
         "family": family,
     }
@@ -104,12 +105,12 @@ def iter_tfds(
         ) from error
     label = info.features["instrument"]["label"]
     family = info.features["instrument"]["family"]
-    for example in tfds.as_numpy(dataset):
+    for example in itertools.islice(tfds.as_numpy(dataset), max_examples):
         note = _note(
             audio=example["audio"],
             note_id=example["id"].decode(),
-            pitch=example["pitch"],
-            velocity=example["velocity"],
+            pitch=int(example["pitch"]),
+            velocity=int(example["velocity"]),
             instrument=label.int2str(int(example["instrument"]["label"])),
             family=family.int2str(int(example["instrument"]["family"])),
         )
@@ -169,8 +170,8 @@ def _parse_nsynth_record(serialized: bytes, *, where: str) -> dict[str, Any]:
         note = _note(
             audio=audio,
             note_id=note_id,
-            pitch=features["pitch"].int64_list.value[0],
-            velocity=features["velocity"].int64_list.value[0],
+            pitch=int(features["pitch"].int64_list.value[0]),
+            velocity=int(features["velocity"].int64_list.value[0]),
             instrument=features["instrument_str"].bytes_list.value[0].decode(),
             family=features["instrument_family_str"].bytes_list.value[0].decode(),
         )
