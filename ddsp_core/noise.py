@@ -45,7 +45,7 @@ def frequency_impulse_response(
 
     - ``window_size`` 0 or >= ``n_fft``: the window has ``n_fft`` taps and the result is ``fftshift(w * h0)``
       (``n_fft`` taps, time 0 at index ``n_fft // 2``);
-    - ``window_size`` < ``n_fft``: the window is zero-padded to ``n_fft`` and the result keeps only the taps it
+    - 3 <= ``window_size`` < ``n_fft``: the window is zero-padded to ``n_fft`` and the result keeps only the taps it
       covers: ``2 * ((window_size + 1) // 2) - 1`` taps (``window_size`` when odd), time 0 at index
       ``(window_size + 1) // 2 - 2``, exactly as magenta crops it.
 
@@ -56,7 +56,7 @@ def frequency_impulse_response(
         ``k / (n_bands - 1) * sample_rate / 2`` Hz (first 0 Hz, last Nyquist). ``n_bands >= 2``.
     window_size
         Hann window length in taps. 0 means the full ``n_fft``; values above ``n_fft`` are clipped to it (so the
-        default 257 with 65 bands gives 128-tap filters). Must not be negative.
+        default 257 with 65 bands gives 128-tap filters). Must be 0 or at least 3.
 
     Returns
     -------
@@ -86,8 +86,8 @@ def frequency_impulse_response(
     n_bands = magnitudes.shape[-1]
     if n_bands < 2:
         raise ValueError(f"magnitudes must have at least 2 bands (0 Hz and Nyquist), got {n_bands}")
-    if window_size < 0:
-        raise ValueError(f"window_size must be >= 0 (0 means the full impulse-response size), got {window_size}")
+    if window_size < 0 or window_size in (1, 2):
+        raise ValueError(f"window_size must be 0 (the full impulse-response size) or >= 3, got {window_size}")
     with jax.named_scope("frequency_impulse_response"):
         magnitudes = jnp.asarray(magnitudes, dtype=jnp.float32)
         n_fft = 2 * (n_bands - 1)
