@@ -3,7 +3,7 @@
 CREPE (Kim, Salamon, Li, Bello, "CREPE: A Convolutional Representation for Pitch Estimation", ICASSP 2018) reads
 1024-sample frames of 16 kHz audio, each normalised to zero mean and unit variance, through six convolution blocks
 (conv -> ReLU -> batch-norm (inference form) -> max-pool by 2) and a dense layer to 360 sigmoid "pitch bins" 20 cents
-apart, bin ``i`` at ``1997.3794 + 20 i`` cents above 10 Hz (C1 ~ 32.7 Hz to B7 ~ 1975.5 Hz). Pitch is decoded from
+apart, bin ``i`` at ``1997.3794 + 20 i`` cents above 10 Hz (31.70 Hz to 2005.5 Hz). Pitch is decoded from
 the bins as in the original ``marl/crepe`` (which magenta ddsp's ``compute_f0`` calls): a local weighted average
 of the cents of the +-4 bins around the argmax, or around the bin of a Viterbi path through the argmax sequence;
 confidence is the largest activation of the frame.
@@ -70,7 +70,7 @@ N_BINS = 360
 CENTS_PER_BIN = 20
 """Spacing of the pitch bins, cents."""
 _CENTS_OFFSET = 1997.3794084376191
-"""Cents (re 10 Hz) of bin 0, C1 = 32.70 Hz (marl/crepe ``to_local_average_cents``)."""
+"""Cents (re 10 Hz) of bin 0, 31.70 Hz (marl/crepe ``to_local_average_cents``)."""
 _LOCAL_HALF_WIDTH = 4
 """The local average uses bins argmax-4 .. argmax+4."""
 _CAPACITIES = {"tiny": 4, "small": 8, "medium": 16, "large": 24, "full": 32}
@@ -192,7 +192,7 @@ def init_crepe_params(key: Key, *, model: Literal["tiny", "small", "medium", "la
 def bin_cents() -> Float[Array, " 360"]:
     """Cents above 10 Hz of each of the 360 bins: ``1997.3794084376191 + 20 * i`` (marl/crepe ``cents_mapping``).
 
-    ``f_hz = 10 * 2 ** (cents / 1200)``: bin 0 is 32.70 Hz, bin 359 is 1975.5 Hz.
+    ``f_hz = 10 * 2 ** (cents / 1200)``: bin 0 is 31.70 Hz, bin 359 is 2005.5 Hz.
     """
     return jnp.asarray(_CENTS_OFFSET + CENTS_PER_BIN * np.arange(N_BINS), jnp.float32)
 
@@ -374,7 +374,7 @@ def decode_local_average(activations: Float[AnyArray, "n_frames 360"]) -> Float[
     Returns
     -------
     Float[Array, "n_frames"]
-        f0 in Hz, within 32.70 .. 1975.5 Hz.
+        f0 in Hz, within 31.70 .. 2005.5 Hz.
 
     See also
     --------
@@ -384,7 +384,7 @@ def decode_local_average(activations: Float[AnyArray, "n_frames 360"]) -> Float[
     return _cents_to_hz(_local_average_cents(activations, jnp.argmax(activations, axis=-1)))
 
 
-def _viterbi_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _viterbi_tables() -> tuple[np.ndarray, np.ndarray, float]:
     """log transition (from, to), log emission of (state, observed) when equal / unequal, log start."""
     distance = np.abs(np.arange(N_BINS)[:, None] - np.arange(N_BINS)[None, :])
     transition = np.maximum(_VITERBI_MAX_JUMP - distance, 0).astype(np.float64)
@@ -393,7 +393,7 @@ def _viterbi_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         log_transition = np.log(transition)
     off = (1.0 - _VITERBI_SELF_EMISSION) / N_BINS
     log_emission = np.log([_VITERBI_SELF_EMISSION + off, off])
-    return log_transition.astype(np.float32), log_emission.astype(np.float32), np.float32(-np.log(N_BINS))
+    return log_transition.astype(np.float32), log_emission.astype(np.float32), -math.log(N_BINS)
 
 
 def _viterbi_path(observed: Int[Array, " n_frames"]) -> Int[Array, " n_frames"]:
@@ -581,7 +581,7 @@ def estimate_f0(
     Returns
     -------
     f0_hz : Float[Array, "n_frames"]
-        Pitch in Hz (32.7 .. 1975.5) on every frame, voiced or not; gate it with :func:`gate_by_confidence`.
+        Pitch in Hz (31.70 .. 2005.5) on every frame, voiced or not; gate it with :func:`gate_by_confidence`.
     confidence : Float[Array, "n_frames"]
         Max activation per frame in [0, 1]. Digital silence (all-zero frames normalise to zeros) gives a constant
         low confidence, 0.141 with full and 0.014 with tiny, and an arbitrary f0 (547 Hz full, 1965 Hz tiny):
