@@ -1,0 +1,7 @@
+"""``python -m train``: the same as the ``ddsp-train`` console script."""
+
+import sys
+
+from train.cli import main
+
+sys.exit(main())

@@ -1,0 +1,106 @@
+"""Evaluation of a trained model: numbers on the test split, WAVs and figures, and the run's report.
+
+Metrics (each averaged over the evaluated test examples):
+- ``spectral_loss``: the training loss (multi-scale spectral, design.md 4) between input and resynthesis.
+- ``f0_error_cents``: mean |1200 log2(f0_resynth / f0_input)| over frames where CREPE is confident on the input
+  (confidence >= ``VOICED_CONFIDENCE``) and the note is audible (loudness > ``AUDIBLE_DB``); f0 of the resynthesis
+  is CREPE run on it with the same settings as the dataset's features.
+- ``loudness_l1_db``: mean |loudness_resynth - loudness_input| in dB over all frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from ddsp_core.spectral import multiscale_spectral_loss
+from train import modeling, report
+from train.config import Config
+from train.data import load_split
+from train.data.features import extract_features
+
+logger = logging.getLogger(__name__)
+
+VOICED_CONFIDENCE = 0.5
+AUDIBLE_DB = -60.0
+
+
+def cents_error(f0_reference_hz: np.ndarray, f0_estimate_hz: np.ndarray, mask: np.ndarray) -> float:
+    """Mean absolute pitch difference in cents over the frames where ``mask`` is true (NaN if none)."""
+    valid = mask & (f0_reference_hz > 0) & (f0_estimate_hz > 0)
+    if not valid.any():
+        return float("nan")
+    return float(np.mean(np.abs(1200.0 * np.log2(f0_estimate_hz[valid] / f0_reference_hz[valid]))))
+
+
+def run_model(config: Config, params: Any, static: Any, f0_hz: np.ndarray, loudness_db: np.ndarray,
+              *, seed: int = 0, batch_size: int = 8) -> dict[str, np.ndarray]:
+    """Run the autoencoder over many examples in batches; return stacked host arrays of every output."""
+    forward = jax.jit(modeling.batch_outputs(config, static))
+    outputs: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(f0_hz), batch_size):
+        key = jax.random.fold_in(jax.random.PRNGKey(seed), start)
+        result = forward(params, f0_hz[start : start + batch_size], loudness_db[start : start + batch_size], key)
+        for name, value in result.items():
+            outputs.setdefault(name, []).append(np.asarray(value))
+    return {name: np.concatenate(values) for name, values in outputs.items()}
+
+
+def evaluate_run(config: Config, params: Any, static: Any, dataset_dir: Path, out_dir: Path,
+                 *, max_examples: int = 32, n_audio_examples: int = 3) -> dict[str, Any]:
+    """Evaluate on the test split; write WAVs, figures and ``report.md`` into ``out_dir``; return the numbers."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"output directory {out_dir} is a file; expected a folder")
+    test = load_split(dataset_dir, "test")
+    count = min(max_examples, len(test["audio"]))
+    if count == 0:
+        raise ValueError(f"the test split of {dataset_dir} is empty")
+    audio = test["audio"][:count]
+    outputs = run_model(config, params, static, test["f0_hz"][:count], test["loudness_db"][:count])
+    resynthesis = outputs["audio"]
+
+    loss = float(multiscale_spectral_loss(audio, resynthesis))
+    features = extract_features(resynthesis, crepe_model=config.data.crepe_model)
+    voiced = (test["f0_confidence"][:count] >= VOICED_CONFIDENCE) & (test["loudness_db"][:count] > AUDIBLE_DB)
+    numbers = {
+        "test examples": count,
+        "spectral_loss": loss,
+        "f0_error_cents": cents_error(test["f0_hz"][:count], features["f0_hz"], voiced),
+        "loudness_l1_db": float(np.mean(np.abs(features["loudness_db"] - test["loudness_db"][:count]))),
+    }
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sample_rate = config.model.sample_rate
+    frame_rate = sample_rate / config.model.hop_size
+    audio_files = []
+    for index in range(min(n_audio_examples, count)):
+        for kind, signal in (("input", audio[index]), ("resynthesis", resynthesis[index]),
+                             ("harmonic", outputs["harmonic"][index]), ("noise", outputs["noise"][index])):
+            name = f"example{index}_{kind}.wav"
+            report.write_wav(out_dir / name, signal, sample_rate)
+            audio_files.append(name)
+    figures = {
+        "spectrograms.png": lambda p: report.plot_spectrograms(
+            {"input": audio[0], "resynthesis": resynthesis[0]}, sample_rate, p),
+        "f0_loudness.png": lambda p: report.plot_tracks(
+            {"input": {"f0_hz": test["f0_hz"][0], "loudness_db": test["loudness_db"][0]},
+             "resynthesis": {"f0_hz": features["f0_hz"][0], "loudness_db": features["loudness_db"][0]}},
+            frame_rate, p),
+        "harmonic_distribution.png": lambda p: report.plot_harmonic_distribution(
+            outputs["harmonic_distribution"][0], frame_rate, p),
+    }
+    if "impulse_response" in outputs:
+        figures["impulse_response.png"] = lambda p: report.plot_impulse_response(
+            outputs["impulse_response"][0], sample_rate, p)
+    metrics_path = Path(config.run_dir) / "metrics.jsonl"
+    if metrics_path.exists():
+        figures["losses.png"] = lambda p: report.plot_losses(report.read_metrics(metrics_path), p)
+    for name, draw in figures.items():
+        draw(out_dir / name)
+    report.write_markdown(out_dir / "report.md", f"ddsp-jax evaluation: {config.preset}", numbers,
+                          list(figures), audio_files)
+    return numbers
