@@ -9,9 +9,11 @@ Split as magenta/ddsp splits its processors:
   :func:`wavetable_synthesis` take frame-rate controls (one example, no batch axis; use :func:`jax.vmap`) and
   return ``(n_samples,)`` audio.
 
-Phase is accumulated per frame and wrapped (mod ``2 pi``, or mod 1 cycle for wavetables) between frames, so it
-stays accurate in float32 however long the audio is: a 440 Hz tone is still at 440 Hz after a minute (magenta's
-default float32 ``cumsum`` over the whole signal drifts by -0.36 cents after 1 s already).
+Phase is accumulated per hop and wrapped between hops with an error-free split of each frequency into a coarse
+part (summed exactly in float32) and a tiny remainder, so it stays accurate to ~1e-7 cycles however long the audio
+is: a 440 Hz tone is still exactly in phase after a minute. magenta's default float32 ``cumsum`` over the whole
+signal is already flat by a fraction of a cent after 1 s, and even its chunked ``angular_cumsum`` loses up to 10%
+of full scale on high harmonics within 1 s (measured on the conformance fixture).
 
 The harmonic bank never materialises the ``(n_samples, n_harmonics)`` envelopes: it computes the fundamental's
 phase once, generates ``sin(k phi)`` for ``k = 1..n_harmonics`` by complex rotation (``e^{ik phi} = e^{i(k-1) phi}
@@ -291,9 +293,12 @@ def harmonic_synthesis(
     :math:`f_0(t)` upsampled linearly (frame ``i`` at sample ``i * hop``, the last frame held). The distribution is
     used as given (no normalisation here); harmonics at or above Nyquist are silenced sample by sample.
 
-    The phase is accumulated per hop and wrapped between hops, so it stays accurate in float32 for any length.
-    This equals magenta's ``core.harmonic_synthesis(..., use_angular_cumsum=True)`` to ~1e-5 of full scale, and
-    differs from its default float32 ``cumsum`` (-0.36 cents of drift after 1 s) by that drift.
+    The phase is accumulated per hop and wrapped between hops, so it stays accurate in float32 for any length:
+    the output equals a float64 evaluation of the formula above to ~1e-5 of full scale. magenta's
+    ``core.harmonic_synthesis`` computes the same formula with float32 phase sums, and differs from this by its
+    own rounding: a drift of -0.2 to -0.4 cents after 1 s with its default ``cumsum``, and errors growing with
+    harmonic number and time with ``use_angular_cumsum=True`` (up to 10% of full scale after 1 s for 18
+    harmonics of 440 Hz); within the first frames the two agree to 2e-4.
 
     Parameters
     ----------
