@@ -27,9 +27,11 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from ddsp_core import crepe, spectral
+from ddsp_core._typing import AnyArray
 from train.data.dataset import DataError, load_npz, save_npz_atomic
 
 logger = logging.getLogger(__name__)
@@ -83,7 +85,7 @@ class FeatureConfig:
         return {**settings, "extractor_version": EXTRACTOR_VERSION}
 
 
-def _check_audio(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
+def _check_audio(audio: AnyArray, config: FeatureConfig) -> np.ndarray:
     audio = np.asarray(audio)
     if audio.ndim != 2 or not np.issubdtype(audio.dtype, np.floating):
         raise ValueError(f"audio must be a float (n_examples, n_samples) array, got {audio.shape} {audio.dtype}")
@@ -126,7 +128,11 @@ def _crepe_params(model: str) -> crepe.CrepeParams:
 
 
 def compute_features(
-    audio: np.ndarray, config: FeatureConfig = FeatureConfig(), *, include_f0: bool = True, progress: bool = False
+    audio: Float[AnyArray, "n_examples n_samples"],
+    config: FeatureConfig = FeatureConfig(),
+    *,
+    include_f0: bool = True,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """f0, confidence and loudness of each row of ``audio``, computed in jitted batches of ``config.batch_size``.
 
@@ -181,12 +187,16 @@ def compute_features(
     return {name: np.concatenate(parts) for name, parts in outputs.items()}
 
 
-def extract_features(audio: np.ndarray, *, crepe_model: str = "full", progress: bool = False) -> dict[str, np.ndarray]:
+def extract_features(
+    audio: Float[AnyArray, "n_examples n_samples"], *, crepe_model: str = "full", progress: bool = False
+) -> dict[str, np.ndarray]:
     """:func:`compute_features` with the default configuration and the given CREPE model."""
     return compute_features(audio, FeatureConfig(crepe_model=crepe_model), progress=progress)
 
 
-def cache_key(audio: np.ndarray, config: FeatureConfig, *, include_f0: bool = True) -> str:
+def cache_key(
+    audio: Float[np.ndarray, "n_examples n_samples"], config: FeatureConfig, *, include_f0: bool = True
+) -> str:
     """Hex sha256 of the audio (shape, dtype, bytes) and the extractor configuration: the cache file's name."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"config": config.to_dict(), "include_f0": include_f0, "shape": list(audio.shape),
@@ -196,7 +206,12 @@ def cache_key(audio: np.ndarray, config: FeatureConfig, *, include_f0: bool = Tr
 
 
 def cached_features(
-    audio: np.ndarray, config: FeatureConfig, *, cache_dir: Path, include_f0: bool = True, progress: bool = False
+    audio: Float[AnyArray, "n_examples n_samples"],
+    config: FeatureConfig,
+    *,
+    cache_dir: Path,
+    include_f0: bool = True,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """:func:`compute_features`, read from ``cache_dir/features-<key>.npz`` if present, else computed and stored.
 

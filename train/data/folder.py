@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import soxr
+from jaxtyping import Float
 
 from train.data import _build
 from train.data.dataset import DataError, assign_splits
@@ -61,7 +62,7 @@ def _wav_truncation(path: Path) -> str | None:
     return None
 
 
-def load_audio(path: Path, *, sample_rate: int = 16000) -> np.ndarray:
+def load_audio(path: Path, *, sample_rate: int = 16000) -> Float[np.ndarray, " n_samples"]:
     """Decode one audio file to mono float32 at ``sample_rate``.
 
     Parameters
@@ -106,7 +107,9 @@ def load_audio(path: Path, *, sample_rate: int = 16000) -> np.ndarray:
     return mono.astype(np.float32)
 
 
-def chunk_audio(audio: np.ndarray, *, n_samples: int, hop_samples: int) -> np.ndarray:
+def chunk_audio(
+    audio: Float[np.ndarray, " length"], *, n_samples: int, hop_samples: int
+) -> Float[np.ndarray, "n_chunks {n_samples}"]:
     """Cut ``(length,)`` audio into ``(n_chunks, n_samples)`` examples starting every ``hop_samples``.
 
     Chunk ``i`` is ``audio[i * hop_samples : i * hop_samples + n_samples]``; a tail shorter than ``n_samples``
@@ -120,8 +123,8 @@ def chunk_audio(audio: np.ndarray, *, n_samples: int, hop_samples: int) -> np.nd
     return np.stack([audio[start : start + n_samples] for start in starts]).astype(np.float32)
 
 
-def rms_db(audio: np.ndarray) -> np.ndarray:
-    """RMS level in dBFS over the last axis, ``20 log10(max(rms, 1e-10))``."""
+def rms_db(audio: Float[np.ndarray, "n_chunks n_samples"]) -> Float[np.ndarray, " n_chunks"]:
+    """RMS level in dBFS of each row, ``20 log10(max(rms, 1e-10))``."""
     rms = np.sqrt(np.mean(np.square(audio, dtype=np.float64), axis=-1))
     return 20.0 * np.log10(np.maximum(rms, 1e-10))
 
