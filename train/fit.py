@@ -14,9 +14,9 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -59,15 +59,6 @@ def crop_batch(batch: dict[str, np.ndarray], crop_samples: int, hop_size: int, r
     for name in ("f0_hz", "loudness_db", "f0_confidence"):
         cropped[name] = batch[name][:, start_frame : start_frame + n_frames]
     return cropped
-
-
-@dataclass
-class TrainState:
-    """What a checkpoint holds besides the config."""
-
-    params: Any
-    opt_state: Any
-    step: int
 
 
 def _step_key(seed: int, step: int) -> jax.Array:

@@ -8,7 +8,8 @@ placed in the Reverb operator's ``nnx.Param`` inside the traced function, and gr
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax
