@@ -193,9 +193,11 @@ class DDSPDecoder(eqx.Module):
     -----
     Parameter count (``H`` hidden, ``I = 2 + z_dims``, ``L`` MLP layers, ``O = 1 + n_harmonics + n_noise_bands``)::
 
-        (I H + H) + (3 H (I' + H) + 4 H) + L (H^2 + 3 H) + (H O + O),   with I' = H the GRU input size
+        (I H + H) + (3 H (H + H) + 4 H) + L (H^2 + 3 H) + (H O + O)
 
-    see :func:`decoder_parameter_count`. The GRU uses ``equinox.nn.GRUCell``'s layout (one input bias of 3H plus
+    (input layer, GRU reading the H-wide input layer, L blocks of Linear + LayerNorm scale/offset, heads);
+    2,452,646 for the defaults. See :func:`decoder_parameter_count`.
+    The GRU uses ``equinox.nn.GRUCell``'s layout (one input bias of 3H plus
     a bias of H on the candidate's hidden product), so it has 2H fewer parameters than Keras's ``reset_after`` GRU.
 
     Source: Engel et al. 2020 (appendix B, "RNN-FC decoder"); magenta ddsp ``decoders.RnnFcDecoder`` /

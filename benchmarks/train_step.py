@@ -1,0 +1,126 @@
+"""Time one DDSP training step through the pure path and the datarax path, side by side.
+
+A step is: decoder (GRU scan + MLP) -> harmonic synth + filtered noise -> reverb -> multi-scale spectral loss ->
+gradients -> clip + Adam update, jitted, on a fixed batch of random features and audio (the timing does not depend on
+the values). The decoder GRU is also timed alone (forward + backward) for each ``--unroll`` value, which is where the
+scan cost shows.
+
+Usage::
+
+    python benchmarks/train_step.py                      # batch 8 x 4 s (a CPU-sized run)
+    python benchmarks/train_step.py --batch 32           # the seed configuration (GPU machines)
+    python benchmarks/train_step.py --unroll 1 4 8 --steps 5 --precision bfloat16
+
+Prints one table: path, GRU unroll, ms per step (median of ``--steps`` timed calls after one warm-up), compile time.
+"""
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from ddsp_core.model import DDSPAutoencoder, spectral_loss
+from ddsp_datarax.pipeline import make_datarax_loss
+
+
+def _time_calls(fn: Callable[[], object], steps: int) -> tuple[float, float]:
+    """(compile + first call seconds, median ms of ``steps`` further calls)."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append((time.perf_counter() - start) * 1e3)
+    return first, statistics.median(times)
+
+
+def _make_step(loss_of: Callable, params: object, batch: tuple[jax.Array, ...]) -> Callable[[], object]:
+    """A jitted clip(3.0) + Adam(3e-4) step over the inexact leaves of ``params``, and a closure that calls it.
+
+    The batch is an ARGUMENT of the jitted step: closed-over arrays would become compile-time constants, and XLA
+    would constant-fold the f0-dependent phase accumulation (slow to compile and not what training runs).
+    """
+    trainable, static = eqx.partition(params, eqx.is_inexact_array)
+    optimizer = optax.chain(optax.clip_by_global_norm(3.0), optax.adam(3e-4))
+    opt_state = optimizer.init(trainable)
+
+    @jax.jit
+    def step(trainable, opt_state, key, batch):
+        loss, grads = jax.value_and_grad(lambda t: loss_of(eqx.combine(t, static), batch, key))(trainable)
+        updates, opt_state = optimizer.update(grads, opt_state, trainable)
+        return optax.apply_updates(trainable, updates), opt_state, loss
+
+    key = jax.random.key(0)
+    return lambda: step(trainable, opt_state, key, batch)
+
+
+def _to_bfloat16(model: DDSPAutoencoder) -> DDSPAutoencoder:
+    """The decoder's weights in bfloat16 (the DSP and the loss stay float32)."""
+    decoder = jax.tree.map(lambda x: x.astype(jnp.bfloat16) if eqx.is_inexact_array(x) else x, model.decoder)
+    return eqx.tree_at(lambda m: m.decoder, model, decoder)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=8, help="examples per step (seed config: 32)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="audio length per example")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps after the warm-up")
+    parser.add_argument("--unroll", type=int, nargs="+", default=[1, 8], help="GRU lax.scan unroll values to time")
+    parser.add_argument("--paths", nargs="*", default=["pure", "datarax"], choices=["pure", "datarax"], help="none: GRU only")
+    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32", help="decoder weights")
+    parser.add_argument("--skip-gru", action="store_true", help="do not time the GRU alone")
+    args = parser.parse_args(argv)
+
+    sample_rate, hop_size = 16000, 64
+    n_frames = int(args.seconds * sample_rate) // hop_size
+    n_samples = n_frames * hop_size
+    key_f0, key_ld, key_audio = jax.random.split(jax.random.key(1), 3)
+    f0_hz = jax.random.uniform(key_f0, (args.batch, n_frames), minval=80.0, maxval=800.0)
+    loudness_db = jax.random.uniform(key_ld, (args.batch, n_frames), minval=-80.0, maxval=0.0)
+    audio = jax.random.uniform(key_audio, (args.batch, n_samples), minval=-0.5, maxval=0.5)
+    batch = (audio, f0_hz, loudness_db)
+
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {platform.processor() or platform.machine()}")
+    print(
+        f"batch {args.batch} x {n_samples} samples ({n_frames} frames), 100 harmonics, 65 noise bands, IR 16000, "
+        f"decoder weights {args.precision}, {args.steps} timed steps after warm-up"
+    )
+    rows = []
+    for unroll in args.unroll:
+        model = DDSPAutoencoder(scan_unroll=unroll, key=jax.random.key(0))
+        if args.precision == "bfloat16":
+            model = _to_bfloat16(model)
+        if not args.skip_gru:
+            decoder = model.decoder
+            gru_grad = eqx.filter_jit(
+                eqx.filter_grad(lambda d, f, l: sum(jnp.sum(x.astype(jnp.float32)) for x in jax.vmap(d)(f, l)))
+            )
+            compile_s, ms = _time_calls(lambda: gru_grad(decoder, f0_hz, loudness_db), args.steps)
+            rows.append(("decoder fwd+bwd only", unroll, ms, compile_s))
+        for path in args.paths:
+            if path == "pure":
+                run = _make_step(lambda m, b, k: spectral_loss(m, *b, key=k), model, batch)
+            else:
+                loss_fn, params = make_datarax_loss(model, rngs=nnx.Rngs(0))
+                run = _make_step(lambda p, b, k: loss_fn(p, *b, key=k), params, batch)
+            compile_s, ms = _time_calls(run, args.steps)
+            rows.append((f"train step, {path} path", unroll, ms, compile_s))
+            print(f"  ... {rows[-1][0]}, unroll {unroll}: {ms:.1f} ms", flush=True)
+
+    print()
+    print(f"{'what':<28} {'unroll':>6} {'ms/step':>10} {'compile+1st (s)':>16}")
+    for what, unroll, ms, compile_s in rows:
+        print(f"{what:<28} {unroll:>6} {ms:>10.1f} {compile_s:>16.1f}")
+
+
+if __name__ == "__main__":
+    main()
