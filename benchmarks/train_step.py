@@ -9,7 +9,8 @@ Usage::
 
     python benchmarks/train_step.py                      # batch 8 x 4 s (a CPU-sized run)
     python benchmarks/train_step.py --batch 32           # the seed configuration (GPU machines)
-    python benchmarks/train_step.py --unroll 1 4 8 --steps 5 --precision bfloat16
+    python benchmarks/train_step.py --unroll 1 4 --paths            # decoder and GRU only (hoisted vs per-step)
+    python benchmarks/train_step.py --batch 32 --precision bfloat16  # bfloat16 decoder weights (GPU)
 
 Prints one table: path, GRU unroll, ms per step (median of ``--steps`` timed calls after one warm-up), compile time.
 """
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from ddsp_core.decoder import _gru_over_frames
 from ddsp_core.model import DDSPAutoencoder, spectral_loss
 from ddsp_datarax.pipeline import make_datarax_loss
 
@@ -61,6 +63,24 @@ def _make_step(loss_of: Callable, params: object, batch: tuple[jax.Array, ...]) 
 
     key = jax.random.key(0)
     return lambda: step(trainable, opt_state, key, batch)
+
+
+def _gru_in_cell_steps(cell: eqx.nn.GRUCell, inputs: jax.Array, *, unroll: int) -> jax.Array:
+    """The straightforward port: ``eqx.nn.GRUCell`` per step, its input projection inside the scan."""
+    step = lambda h, x: (cell(x, h), cell(x, h))  # noqa: E731  (XLA CSEs the duplicate call)
+    return jax.lax.scan(step, jnp.zeros(cell.hidden_size, inputs.dtype), inputs, unroll=unroll)[1]
+
+
+def _time_gru_only(cell: eqx.nn.GRUCell, inputs: jax.Array, unroll: int, steps: int) -> list[tuple]:
+    """GRU alone (forward + backward), hoisted input projection vs per-step cell, batch via vmap."""
+    rows = []
+    for name, run in (("GRU only, hoisted input", _gru_over_frames), ("GRU only, per-step cell", _gru_in_cell_steps)):
+        grad = eqx.filter_jit(
+            eqx.filter_grad(lambda c, x, run=run: jnp.sum(jax.vmap(lambda s: run(c, s, unroll=unroll))(x)))
+        )
+        compile_s, ms = _time_calls(lambda grad=grad: grad(cell, inputs), steps)
+        rows.append((name, unroll, ms, compile_s))
+    return rows
 
 
 def _to_bfloat16(model: DDSPAutoencoder) -> DDSPAutoencoder:
@@ -106,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
             )
             compile_s, ms = _time_calls(lambda: gru_grad(decoder, f0_hz, loudness_db), args.steps)
             rows.append(("decoder fwd+bwd only", unroll, ms, compile_s))
+            gru_inputs = jax.random.normal(jax.random.key(2), (args.batch, n_frames, decoder.hidden_size))
+            rows.extend(_time_gru_only(decoder.gru, gru_inputs.astype(decoder.gru.weight_hh.dtype), unroll, args.steps))
         for path in args.paths:
             if path == "pure":
                 run = _make_step(lambda m, b, k: spectral_loss(m, *b, key=k), model, batch)
@@ -117,9 +139,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  ... {rows[-1][0]}, unroll {unroll}: {ms:.1f} ms", flush=True)
 
     print()
-    print(f"{'what':<28} {'unroll':>6} {'ms/step':>10} {'compile+1st (s)':>16}")
+    print(f"{'what':<30} {'unroll':>6} {'ms/step':>10} {'compile+1st (s)':>16}")
     for what, unroll, ms, compile_s in rows:
-        print(f"{what:<28} {unroll:>6} {ms:>10.1f} {compile_s:>16.1f}")
+        print(f"{what:<30} {unroll:>6} {ms:>10.1f} {compile_s:>16.1f}")
 
 
 if __name__ == "__main__":
