@@ -10,7 +10,6 @@ Usage::
     python benchmarks/train_step.py                      # batch 8 x 4 s (a CPU-sized run)
     python benchmarks/train_step.py --batch 32           # the seed configuration (GPU machines)
     python benchmarks/train_step.py --unroll 1 4 --paths            # decoder and GRU only (hoisted vs per-step)
-    python benchmarks/train_step.py --batch 32 --precision bfloat16  # bfloat16 decoder weights (GPU)
 
 Prints one table: path, GRU unroll, ms per step (median of ``--steps`` timed calls after one warm-up), compile time.
 """
@@ -83,12 +82,6 @@ def _time_gru_only(cell: eqx.nn.GRUCell, inputs: jax.Array, unroll: int, steps: 
     return rows
 
 
-def _to_bfloat16(model: DDSPAutoencoder) -> DDSPAutoencoder:
-    """The decoder's weights in bfloat16 (the DSP and the loss stay float32)."""
-    decoder = jax.tree.map(lambda x: x.astype(jnp.bfloat16) if eqx.is_inexact_array(x) else x, model.decoder)
-    return eqx.tree_at(lambda m: m.decoder, model, decoder)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=8, help="examples per step (seed config: 32)")
@@ -96,7 +89,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3, help="timed steps after the warm-up")
     parser.add_argument("--unroll", type=int, nargs="+", default=[1, 8], help="GRU lax.scan unroll values to time")
     parser.add_argument("--paths", nargs="*", default=["pure", "datarax"], choices=["pure", "datarax"], help="none: GRU only")
-    parser.add_argument("--precision", choices=["float32", "bfloat16"], default="float32", help="decoder weights")
     parser.add_argument("--skip-gru", action="store_true", help="do not time the GRU alone")
     args = parser.parse_args(argv)
 
@@ -112,13 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {platform.processor() or platform.machine()}")
     print(
         f"batch {args.batch} x {n_samples} samples ({n_frames} frames), 100 harmonics, 65 noise bands, IR 16000, "
-        f"decoder weights {args.precision}, {args.steps} timed steps after warm-up"
+        f"float32, {args.steps} timed steps after warm-up"
     )
     rows = []
     for unroll in args.unroll:
         model = DDSPAutoencoder(scan_unroll=unroll, key=jax.random.key(0))
-        if args.precision == "bfloat16":
-            model = _to_bfloat16(model)
         if not args.skip_gru:
             decoder = model.decoder
             gru_grad = eqx.filter_jit(
@@ -127,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
             compile_s, ms = _time_calls(lambda: gru_grad(decoder, f0_hz, loudness_db), args.steps)
             rows.append(("decoder fwd+bwd only", unroll, ms, compile_s))
             gru_inputs = jax.random.normal(jax.random.key(2), (args.batch, n_frames, decoder.hidden_size))
-            rows.extend(_time_gru_only(decoder.gru, gru_inputs.astype(decoder.gru.weight_hh.dtype), unroll, args.steps))
+            rows.extend(_time_gru_only(decoder.gru, gru_inputs, unroll, args.steps))
         for path in args.paths:
             if path == "pure":
                 run = _make_step(lambda m, b, k: spectral_loss(m, *b, key=k), model, batch)
