@@ -37,6 +37,11 @@ def cents_error(f0_reference_hz: np.ndarray, f0_estimate_hz: np.ndarray, mask: n
     return float(np.mean(np.abs(1200.0 * np.log2(f0_estimate_hz[valid] / f0_reference_hz[valid]))))
 
 
+def _audible_f0(f0_hz: np.ndarray, loudness_db: np.ndarray) -> np.ndarray:
+    """f0 with inaudible frames blanked (NaN), so plots do not show CREPE's guesses on silence."""
+    return np.where(loudness_db > AUDIBLE_DB, f0_hz, np.nan)
+
+
 def run_model(config: Config, params: Any, static: Any, f0_hz: np.ndarray, loudness_db: np.ndarray,
               *, seed: int = 0, batch_size: int = 8) -> dict[str, np.ndarray]:
     """Run the autoencoder over many examples in batches; return stacked host arrays of every output."""
@@ -87,8 +92,10 @@ def evaluate_run(config: Config, params: Any, static: Any, dataset_dir: Path, ou
         "spectrograms.png": lambda p: report.plot_spectrograms(
             {"input": audio[0], "resynthesis": resynthesis[0]}, sample_rate, p),
         "f0_loudness.png": lambda p: report.plot_tracks(
-            {"input": {"f0_hz": test["f0_hz"][0], "loudness_db": test["loudness_db"][0]},
-             "resynthesis": {"f0_hz": features["f0_hz"][0], "loudness_db": features["loudness_db"][0]}},
+            {"input": {"f0_hz": _audible_f0(test["f0_hz"][0], test["loudness_db"][0]),
+                       "loudness_db": test["loudness_db"][0]},
+             "resynthesis": {"f0_hz": _audible_f0(features["f0_hz"][0], features["loudness_db"][0]),
+                             "loudness_db": features["loudness_db"][0]}},
             frame_rate, p),
         "harmonic_distribution.png": lambda p: report.plot_harmonic_distribution(
             outputs["harmonic_distribution"][0], frame_rate, p),
