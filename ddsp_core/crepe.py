@@ -300,6 +300,38 @@ def _lax_precision(precision: Precision) -> lax.Precision:
     raise ValueError(f"precision must be 'float32', 'tf32' or 'bfloat16', got {precision!r}")
 
 
+_IM2COL_MAX_PATCH = 1 << 20
+"""Largest per-frame patch tensor (output width x kernel taps x input channels) built for an im2col convolution."""
+
+
+def _conv1d(x: Array, kernel: Array, stride: int, pad: tuple[int, int], precision: lax.Precision) -> Array:
+    """1-D convolution ``[n, width, c_in] * [taps, c_in, c_out] -> [n, width_out, c_out]`` (float32 accumulation).
+
+    CREPE's deeper layers have kernels (64 taps) wider than their inputs (32..8 samples), a shape on which XLA's
+    CPU convolution is very slow (1-2 GMAC/s measured). There (when the patches stay small) the convolution is an
+    explicit im2col gather followed by one matrix product, which runs at matmul speed: 4.6x faster for the full
+    model on a 2-core CPU. The other layers keep ``lax.conv_general_dilated``.
+    """
+    taps, c_in = kernel.shape[0], kernel.shape[1]
+    width_out = (x.shape[1] + pad[0] + pad[1] - taps) // stride + 1
+    if taps <= x.shape[1] or width_out * taps * c_in > _IM2COL_MAX_PATCH:
+        return lax.conv_general_dilated(
+            x,
+            kernel,
+            window_strides=(stride,),
+            padding=(pad,),
+            dimension_numbers=("NWC", "WIO", "NWC"),
+            precision=precision,
+            preferred_element_type=jnp.float32,
+        )
+    padded = jnp.pad(x, ((0, 0), pad, (0, 0)))
+    index = np.arange(width_out)[:, None] * stride + np.arange(taps)[None, :]  # [width_out, taps]
+    patches = padded[:, index, :]  # [n, width_out, taps, c_in]
+    return jnp.einsum(
+        "nwkc,kco->nwo", patches, kernel, precision=precision, preferred_element_type=jnp.float32
+    )
+
+
 def crepe_activations(
     params: CrepeParams, frames: Float[AnyArray, "n_frames 1024"], *, precision: Precision = "float32"
 ) -> Float[Array, "n_frames 360"]:
@@ -333,15 +365,7 @@ def crepe_activations(
         dtype = jnp.bfloat16 if precision == "bfloat16" else jnp.float32
         x = jnp.asarray(frames, jnp.float32)[:, :, None].astype(dtype)  # [n_frames, 1024, 1]
         for block, stride, pad in zip(params.blocks, _STRIDES, _PADDINGS, strict=True):
-            x = lax.conv_general_dilated(
-                x,
-                block.kernel.astype(dtype),
-                window_strides=(stride,),
-                padding=(pad,),
-                dimension_numbers=("NWC", "WIO", "NWC"),
-                precision=lax_precision,
-                preferred_element_type=jnp.float32,
-            )  # [n_frames, width, channels]
+            x = _conv1d(x, block.kernel.astype(dtype), stride, pad, lax_precision)  # [n_frames, width, channels]
             x = jax.nn.relu(x + block.bias) * block.bn_scale + block.bn_offset
             x = jnp.max(x.reshape(x.shape[0], x.shape[1] // 2, 2, x.shape[2]), axis=2).astype(dtype)
         x = x.reshape(x.shape[0], -1)  # [n_frames, 4 * channels], time-major
