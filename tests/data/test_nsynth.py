@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
 
-tf = pytest.importorskip("tensorflow")
-tfds = pytest.importorskip("tensorflow_datasets")
-
-from train.data import features  # noqa: E402
-from train.data.dataset import ARRAY_FIELDS, SPLITS, DataError, load_manifest, load_split  # noqa: E402
-from train.data.nsynth import iter_tfrecords, prepare_nsynth, prepare_nsynth_tfrecords  # noqa: E402
+from train.data import features
+from train.data.dataset import ARRAY_FIELDS, SPLITS, DataError, load_manifest, load_split
+from train.data.nsynth import iter_tfrecords, prepare_nsynth, prepare_nsynth_tfrecords
 
 _QUALITIES = ["bright", "dark", "distortion", "fast_decay", "long_release", "multiphonic", "nonlinear_env",
               "percussive", "reverb", "tempo-synced"]
