@@ -142,7 +142,8 @@ def _command_demo(args: argparse.Namespace) -> int:
 def make_parser() -> argparse.ArgumentParser:
     """The ``ddsp-train`` argument parser."""
     parser = argparse.ArgumentParser(prog="ddsp-train", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log at INFO level and show full tracebacks instead of one-line errors")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="prepare the offline set, train, evaluate, write the report")
@@ -204,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except EXPECTED_ERRORS as error:
+        if args.verbose:
+            raise
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"ddsp-train: error: {message}", file=sys.stderr)
         return 2
