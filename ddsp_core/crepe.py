@@ -304,6 +304,10 @@ _IM2COL_MAX_PATCH = 1 << 20
 """Largest per-frame patch tensor (output width x kernel taps x input channels) built for an im2col convolution."""
 
 
+_SHIFTED_MATMUL_MIN_CHANNELS = 512
+"""bfloat16 convolutions with at least this many input channels run as shifted matmuls (faster only when wide)."""
+
+
 def _conv1d(x: Array, kernel: Array, stride: int, pad: tuple[int, int], precision: lax.Precision) -> Array:
     """1-D convolution ``[n, width, c_in] * [taps, c_in, c_out] -> [n, width_out, c_out]`` (float32 accumulation).
 
@@ -315,6 +319,8 @@ def _conv1d(x: Array, kernel: Array, stride: int, pad: tuple[int, int], precisio
     taps, c_in = kernel.shape[0], kernel.shape[1]
     width_out = (x.shape[1] + pad[0] + pad[1] - taps) // stride + 1
     if taps <= x.shape[1] or width_out * taps * c_in > _IM2COL_MAX_PATCH:
+        if x.dtype == jnp.bfloat16 and stride == 1 and c_in >= _SHIFTED_MATMUL_MIN_CHANNELS:
+            return _shifted_matmul_conv1d(x, kernel, pad, width_out, precision)
         return lax.conv_general_dilated(
             x,
             kernel,
@@ -330,6 +336,27 @@ def _conv1d(x: Array, kernel: Array, stride: int, pad: tuple[int, int], precisio
     return jnp.einsum(
         "nwkc,kco->nwo", patches, kernel, precision=precision, preferred_element_type=jnp.float32
     )
+
+
+def _shifted_matmul_conv1d(
+    x: Array, kernel: Array, pad: tuple[int, int], width_out: int, precision: lax.Precision
+) -> Array:
+    """Stride-1 convolution as a sum over taps of ``shifted input @ kernel[tap]`` (bfloat16 mode).
+
+    On CPUs with bfloat16 matrix units, XLA runs these matmuls there but not a bfloat16 convolution: for CREPE
+    full's 1024-channel second layer this is 1.8x faster than ``lax.conv_general_dilated`` (measured on a 2-core
+    AMX CPU). Accumulation is float32.
+    """
+    padded = jnp.pad(x, ((0, 0), pad, (0, 0)))
+
+    def add_tap(tap, total):
+        shifted = lax.dynamic_slice_in_dim(padded, tap, width_out, axis=1)  # [n, width_out, c_in]
+        return total + jnp.einsum(
+            "nwc,co->nwo", shifted, kernel[tap], precision=precision, preferred_element_type=jnp.float32
+        )
+
+    initial = jnp.zeros((x.shape[0], width_out, kernel.shape[2]), jnp.float32)
+    return lax.fori_loop(0, kernel.shape[0], add_tap, initial)
 
 
 def crepe_activations(
