@@ -61,7 +61,8 @@ def prepare(config: Config) -> Path:
     if source == "folder":
         if not config.data.folder:
             raise ConfigError("data.folder is empty; give the audio folder with --set data.folder=PATH")
-        return data.prepare_folder(Path(config.data.folder).expanduser(), out_dir, crepe_model=config.data.crepe_model,
+        folder = Path(config.data.folder).expanduser()
+        return data.prepare_folder(folder, out_dir, crepe_model=config.data.crepe_model,
                                    example_seconds=config.data.example_seconds)
     if source == "nsynth":
         return data.prepare_nsynth(config.data.nsynth_config, out_dir, crepe_model=config.data.crepe_model)
