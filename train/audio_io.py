@@ -19,6 +19,7 @@ import numpy as np
 import soundfile
 import soxr
 
+from ddsp_core.core import hz_to_midi
 from train import report
 from train.checkpoint import CheckpointError
 from train.data.features import FeatureConfig, compute_features
@@ -36,7 +37,7 @@ def dataset_statistics(f0_hz: np.ndarray, f0_confidence: np.ndarray, loudness_db
     voiced = (f0_confidence >= VOICED_CONFIDENCE) & (f0_hz > 0) & (loudness_db > SILENCE_DB)
     if not voiced.any():
         return {"mean_pitch_midi": 60.0, "mean_loudness_db": float(np.mean(loudness_db))}
-    midi = 69.0 + 12.0 * np.log2(f0_hz[voiced] / 440.0)
+    midi = np.asarray(hz_to_midi(f0_hz[voiced]))
     return {"mean_pitch_midi": float(np.mean(midi)), "mean_loudness_db": float(np.mean(loudness_db[voiced]))}
 
 
@@ -72,8 +73,8 @@ def resynthesize_file(run_dir: Path, input_path: Path, output_path: Path, *, oct
     model_rate, hop = config.model.sample_rate, config.model.hop_size
 
     resampled = load_audio(input_path, sample_rate=model_rate)
-    input_rate = soundfile.info(str(input_path)).samplerate
-    input_length = soundfile.info(str(input_path)).frames
+    info = soundfile.info(str(input_path))
+    input_rate, input_length = info.samplerate, info.frames
     duration = input_length / input_rate
     if duration < MIN_SECONDS:
         raise ValueError(f"input {input_path} is {duration:.3f} s long; expected at least {MIN_SECONDS} s")

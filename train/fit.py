@@ -29,7 +29,7 @@ from ddsp_core.spectral import multiscale_spectral_loss
 from train import modeling, parallel
 from train.audio_io import dataset_statistics
 from train.checkpoint import CheckpointError, Checkpointer, read_meta, restore_state
-from train.config import Config
+from train.config import Config, from_dict
 from train.data import batch_iterator, load_split
 
 logger = logging.getLogger(__name__)
@@ -108,8 +108,7 @@ def validation_batch(dataset_dir: Path, config: Config) -> dict[str, np.ndarray]
     batch = {name: examples[name][:count] for name in ("audio", "f0_hz", "loudness_db", "f0_confidence")}
     crop = config.train.crop_samples
     if 0 < crop < batch["audio"].shape[-1]:
-        middle = np.random.default_rng(0)
-        batch = crop_batch(batch, crop, config.model.hop_size, middle)
+        batch = crop_batch(batch, crop, config.model.hop_size, np.random.default_rng(0))
     return batch
 
 
@@ -212,7 +211,7 @@ def fit(config: Config, dataset_dir: Path, *, resume: bool = False, progress: bo
             history["val"].append((done, value))
             bar.write(f"step {done}: validation spectral loss {value:.4f}")
         if done % config.train.checkpoint_every == 0 or done == n_steps:
-            checkpointer.save(done, _state_tree(params, opt_state, done, config), _meta(config, done))
+            checkpointer.save(done, _state_tree(params, opt_state, done), _meta(config, done))
         bar.update(1)
     bar.close()
     checkpointer.close()
@@ -236,7 +235,7 @@ def _batches(config: Config, examples: dict[str, np.ndarray], start_step: int) -
         yield crop_batch(batch, config.train.crop_samples, config.model.hop_size, rng)
 
 
-def _state_tree(params: Any, opt_state: Any, step: int, config: Config) -> dict[str, Any]:
+def _state_tree(params: Any, opt_state: Any, step: int) -> dict[str, Any]:
     return {"params": params, "opt_state": opt_state, "step": jnp.asarray(step, jnp.int32)}
 
 
@@ -266,7 +265,7 @@ def _restore(config: Config, checkpoints_dir: Path, params: Any, opt_state: Any)
         raise CheckpointError(f"--resume: no checkpoint in {checkpoints_dir}")
     directory, step, meta = read_meta(checkpoints_dir)
     check_compatible(config, meta, directory / str(step))
-    template = _state_tree(params, opt_state, 0, config)
+    template = _state_tree(params, opt_state, 0)
     state = restore_state(directory, step, template)
     logger.info("resumed from %s at step %d", directory, step)
     return state["params"], state["opt_state"], int(state["step"])
@@ -274,15 +273,13 @@ def _restore(config: Config, checkpoints_dir: Path, params: Any, opt_state: Any)
 
 def load_trained(path: Path, config: Config | None = None) -> tuple[Config, Any, Any]:
     """Load (config, params, static) from a run folder or checkpoint; the config comes from the checkpoint."""
-    from train.config import from_dict
-
     directory, step, meta = read_meta(path)
     saved = from_dict(meta["config"])
     if config is not None:
         check_compatible(config, meta, directory / str(step))
     params, static = modeling.init_model(saved, jax.random.PRNGKey(0))
     optimizer = make_optimizer(saved)
-    template = _state_tree(params, optimizer.init(params), 0, saved)
+    template = _state_tree(params, optimizer.init(params), 0)
     state = restore_state(directory, step, template)
     return saved, state["params"], static
 

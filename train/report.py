@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
+from ddsp_core.spectral import magnitudes  # noqa: E402
+
 
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write mono float audio as 16-bit PCM WAV, atomically (peak-limited to [-1, 1])."""
@@ -60,11 +62,8 @@ def plot_losses(curves: dict[str, list[tuple[int, float]]], path: Path) -> None:
 
 
 def _log_spectrogram(audio: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
-    window = np.hanning(n_fft).astype(np.float32)
-    padded = np.pad(audio, (n_fft // 2, n_fft // 2))
-    n_frames = 1 + (len(padded) - n_fft) // hop
-    frames = np.stack([padded[i * hop : i * hop + n_fft] * window for i in range(n_frames)])
-    return 20 * np.log10(np.abs(np.fft.rfft(frames, axis=-1)).T + 1e-5)
+    spectrum = magnitudes(np.asarray(audio, np.float32), n_fft=n_fft, hop_size=hop, padding="center")
+    return 20 * np.log10(np.asarray(spectrum).T + 1e-5)  # [n_bins, n_frames]
 
 
 def plot_spectrograms(named_audio: dict[str, np.ndarray], sample_rate: int, path: Path) -> None:
