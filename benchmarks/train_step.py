@@ -24,11 +24,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from flax import nnx
 
 from ddsp_core.decoder import _gru_over_frames
 from ddsp_core.model import DDSPAutoencoder, spectral_loss
-from ddsp_datarax.pipeline import make_datarax_loss
 
 
 def _time_calls(fn: Callable[[], object], steps: int) -> tuple[float, float]:
@@ -122,6 +120,10 @@ def main(argv: list[str] | None = None) -> None:
             if path == "pure":
                 run = _make_step(lambda m, b, k: spectral_loss(m, *b, key=k), model, batch)
             else:
+                from flax import nnx  # the datarax path only, so the pure path runs where datarax is not installed
+
+                from ddsp_datarax.pipeline import make_datarax_loss
+
                 loss_fn, params = make_datarax_loss(model, rngs=nnx.Rngs(0))
                 run = _make_step(lambda p, b, k: loss_fn(p, *b, key=k), params, batch)
             compile_s, ms = _time_calls(run, args.steps)

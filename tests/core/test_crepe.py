@@ -31,7 +31,7 @@ def _cents(a_hz, b_hz):
     return 1200.0 * np.abs(np.log2(np.asarray(a_hz, np.float64) / np.asarray(b_hz, np.float64)))
 
 
-_activations = jax.jit(crepe.crepe_activations, static_argnames="precision")
+_activations = jax.jit(crepe.crepe_activations, static_argnames=("precision", "conv"))
 
 
 # --- network parity ------------------------------------------------------------------------------------------------
@@ -118,6 +118,71 @@ def test_viterbi_rejects_an_isolated_octave_jump_that_argmax_follows():
     viterbi = np.asarray(crepe.decode_viterbi(activations))
     assert _cents(local[14], local[13]) > 1100.0
     assert _cents(viterbi[14], viterbi[13]) < 1.0
+
+
+@pytest.mark.parametrize(
+    ("width", "taps", "pad", "c_in", "c_out"),
+    [(128, 64, (31, 32), 24, 8), (64, 64, (31, 32), 8, 8), (33, 64, (31, 32), 4, 4), (16, 64, (31, 32), 8, 16),
+     (8, 64, (31, 32), 8, 16), (5, 3, (1, 1), 2, 3), (40, 7, (0, 0), 3, 2), (9, 4, (2, 1), 2, 2)],
+)  # fmt: skip
+def test_dft_and_toeplitz_convolutions_match_the_direct_convolution(width, taps, pad, c_in, c_out):
+    key_x, key_k = jax.random.split(jax.random.key(width * 1000 + taps))
+    x = jax.random.normal(key_x, (3, width, c_in))
+    kernel = jax.random.normal(key_k, (taps, c_in, c_out))
+    highest = jax.lax.Precision.HIGHEST
+    direct = jax.lax.conv_general_dilated(
+        x, kernel, (1,), (pad,), dimension_numbers=("NWC", "WIO", "NWC"), precision=highest
+    )
+    width_out = direct.shape[1]
+    peak = float(jnp.abs(direct).max())
+    for fast in (crepe._dft_conv1d, crepe._toeplitz_conv1d):
+        out = fast(x, kernel, pad, width_out, highest)
+        assert out.shape == direct.shape
+        error = float(jnp.abs(out - direct).max()) / peak
+        assert error < 2e-6, f"{fast.__name__}: {error:.1e} of peak"
+        low = fast(x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16), pad, width_out, jax.lax.Precision.DEFAULT)
+        assert low.dtype == jnp.float32 and float(jnp.abs(low - direct).max()) / peak < 3e-2
+
+
+def test_auto_and_direct_convolutions_give_the_same_network_outputs():
+    inputs, _ = _fixtures()
+    raw = np.asarray(jax.vmap(crepe.frame_audio)(inputs["audio"]))[:, ::40].reshape(-1, 1024)  # 28 frames
+    frames = crepe.normalize_frames(raw)
+    for model in ("tiny", "full"):
+        auto = np.asarray(_activations(_params(model), frames))
+        direct = np.asarray(_activations(_params(model), frames, conv="direct"))
+        assert np.abs(auto - direct).max() < 5e-6, (model, np.abs(auto - direct).max())
+    with pytest.raises((TypeError, ValueError), match="conv"):
+        crepe.crepe_activations(_params("tiny"), frames, conv="fft")
+
+
+def _numpy_viterbi(observed: np.ndarray) -> np.ndarray:
+    """The textbook Viterbi over the full 360 x 360 transition matrix (ties to the lowest state), in float64."""
+    log_transition, (log_hit, log_miss), log_start = crepe._viterbi_tables()
+    log_transition = log_transition.astype(np.float64)
+
+    def emission(o):
+        return np.where(np.arange(360) == o, log_hit, log_miss).astype(np.float64)
+
+    score, pointers = log_start + emission(observed[0]), []
+    for o in observed[1:]:
+        candidates = score[:, None] + log_transition
+        pointers.append(np.argmax(candidates, axis=0))
+        score = candidates.max(axis=0) + emission(o)
+    path = [int(np.argmax(score))]
+    for back in reversed(pointers):
+        path.append(int(back[path[-1]]))
+    return np.array(path[::-1])
+
+
+def test_banded_viterbi_finds_the_same_path_as_the_full_matrix():
+    rng = np.random.default_rng(3)
+    walk = np.clip(180 + np.cumsum(rng.integers(-3, 4, 120)), 0, 359)  # a slow glide ..
+    walk[[30, 31, 77]] = [20, 359, 100]  # .. with octave errors, a jump to the edge ..
+    cases = [walk, rng.integers(0, 360, 60), np.zeros(10, int), np.full(5, 359)]  # .. noise, and both edges
+    for observed in cases:
+        ours = np.asarray(crepe._viterbi_path(jnp.asarray(observed, jnp.int32)))
+        np.testing.assert_array_equal(ours, _numpy_viterbi(observed))
 
 
 # --- accuracy on generated audio -----------------------------------------------------------------------------------

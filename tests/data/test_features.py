@@ -52,8 +52,8 @@ def test_tones_get_their_pitch_and_silence_gets_low_confidence_and_floor_loudnes
 
 def test_batching_does_not_change_the_features(clips, clip_features):
     one_at_a_time = compute_features(clips, FeatureConfig(crepe_model="tiny", batch_size=1))
-    for name, value in clip_features.items():
-        np.testing.assert_allclose(one_at_a_time[name], value, atol=1e-5, err_msg=name)
+    for name, value in clip_features.items():  # float32 rounding only: a batch of 1 changes the matmul shapes
+        np.testing.assert_allclose(one_at_a_time[name], value, rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 def test_loudness_only_skips_crepe(clips, clip_features):
