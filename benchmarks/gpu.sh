@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/gpu.sh                 # everything: CREPE tiny and full, then the training step
 #   bash benchmarks/gpu.sh crepe-tiny      # one part: crepe-tiny, crepe-full or train
+#   CREPE_ARGS="--frames 500 --batch 250 --repeats 1" bash benchmarks/gpu.sh crepe-tiny   # a quick try on a CPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python}

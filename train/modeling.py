@@ -31,6 +31,7 @@ def build_model(config: Config, key: jax.Array) -> DDSPAutoencoder:
         noise_weight=model.noise_weight,
         use_reverb=model.reverb,
         hidden_size=model.hidden_size,
+        scan_unroll=config.train.scan_unroll,
         key=key,
     )
 

@@ -14,6 +14,16 @@ def test_nsynth_preset_is_the_seed_configuration():
     assert config.train.decay_steps == 10000 and config.train.grad_clip == 3.0 and config.train.n_steps == 30000
 
 
+def test_scan_unroll_reaches_the_decoder_gru():
+    import jax
+
+    from train.modeling import build_model
+
+    config = apply_overrides(preset("tiny"), ["train.scan_unroll=8"])
+    assert build_model(config, jax.random.key(0)).decoder.scan_unroll == 8
+    assert build_model(preset("tiny"), jax.random.key(0)).decoder.scan_unroll == 1
+
+
 def test_overrides_parse_to_the_field_type():
     config = apply_overrides(
         preset("demo"),
@@ -55,6 +65,8 @@ def test_config_round_trips_through_a_dict():
 def test_model_fingerprint_changes_with_the_model_only():
     base = preset("tiny")
     assert apply_overrides(base, ["train.n_steps=99"]).model_fingerprint() == base.model_fingerprint()
+    # the GRU unroll is a speed knob: same parameters, so checkpoints stay compatible
+    assert apply_overrides(base, ["train.scan_unroll=8"]).model_fingerprint() == base.model_fingerprint()
     assert apply_overrides(base, ["model.n_harmonics=9"]).model_fingerprint() != base.model_fingerprint()
 
 
@@ -64,6 +76,7 @@ def test_model_fingerprint_changes_with_the_model_only():
         ("train.path=tensorflow", "train.path='tensorflow'; expected one of pure, datarax"),
         ("data.source=youtube", "data.source='youtube'"),
         ("train.batch_size=0", "train.batch_size must be positive"),
+        ("train.scan_unroll=0", "train.scan_unroll must be positive"),
         ("model.n_samples=1000", "must be a multiple of model.hop_size"),
     ],
 )
