@@ -137,7 +137,8 @@ def main() -> None:
     print(f"device: {device.device_kind} ({device.platform}), {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
           f"jax {jax.__version__}")  # fmt: skip
     print(f"{args.frames} frames per call, {args.batch} per network call; max |diff|: activations against float32 "
-          f"direct; cents: f0 against float32 auto on {len(_TONE_HZ)} 1 s tones {_TONE_HZ[0]:.0f}-{_TONE_HZ[-1]:.0f} Hz\n")  # fmt: skip
+          f"direct; cents: f0 against float32 auto on {len(_TONE_HZ)} 1 s tones "
+          f"{_TONE_HZ[0]:.0f}-{_TONE_HZ[-1]:.0f} Hz\n")  # fmt: skip
     print(f"{'implementation':44s} {'frames/s':>10s} {'cpu ms/frame':>13s} {'4 s audio (s)':>14s} {'max |diff|':>11s} "
           f"{'max cents':>10s}")  # fmt: skip
     for model_name in args.models:
@@ -188,8 +189,9 @@ def main() -> None:
             memory = compiled.memory_analysis()
             total = memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
             print(f"1 hour, {model_name}, local_average, chunk 512: XLA estimate {total / 2**30:.2f} GiB "
-                  f"(args {memory.argument_size_in_bytes / 2**20:.0f} MiB, out {memory.output_size_in_bytes / 2**20:.0f} "
-                  f"MiB, temp {memory.temp_size_in_bytes / 2**20:.0f} MiB)")  # fmt: skip
+                  f"(args {memory.argument_size_in_bytes / 2**20:.0f} MiB, "
+                  f"out {memory.output_size_in_bytes / 2**20:.0f} MiB, "
+                  f"temp {memory.temp_size_in_bytes / 2**20:.0f} MiB)")  # fmt: skip
 
 
 if __name__ == "__main__":

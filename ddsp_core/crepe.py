@@ -124,7 +124,9 @@ def crepe_params_from_arrays(arrays: dict[str, np.ndarray]) -> CrepeParams:
     """
     blocks = []
     for i in range(1, len(_WIDTHS) + 1):
-        mean, var, gamma, beta = (arrays[f"conv{i}.bn_{n}"].astype(np.float64) for n in ("mean", "var", "gamma", "beta"))
+        mean, var, gamma, beta = (
+            arrays[f"conv{i}.bn_{n}"].astype(np.float64) for n in ("mean", "var", "gamma", "beta")
+        )
         scale = gamma / np.sqrt(var + crepe_weights.BATCH_NORM_EPSILON)
         blocks.append(
             CrepeBlock(
@@ -240,7 +242,9 @@ def _pad_audio(audio: Float[Array, " n"], *, hop_size: int, padding: Padding, n_
     return jnp.pad(audio, (left, right))[:needed]
 
 
-def _frames_at(padded: Float[Array, " m"], first_frame: Int[Array, ""] | int, *, n_frames: int, hop_size: int) -> Float[Array, "n 1024"]:
+def _frames_at(
+    padded: Float[Array, " m"], first_frame: Int[Array, ""] | int, *, n_frames: int, hop_size: int
+) -> Float[Array, "n 1024"]:
     span = (n_frames - 1) * hop_size + FRAME_SIZE
     segment = lax.dynamic_slice(padded, (first_frame * hop_size,), (span,))
     index = np.arange(n_frames)[:, None] * hop_size + np.arange(FRAME_SIZE)[None, :]
@@ -704,7 +708,7 @@ def estimate_f0(
         ``"viterbi"`` (marl/crepe/ddsp ``viterbi=True``, default) or ``"local_average"``.
     chunk_frames
         Frames per network call; long audio runs as ``lax.map`` over chunks, so the network's intermediates stay
-        bounded (full model, float32: ~1.5 MB per frame in flight). Results do not depend on it.
+        bounded (full model, float32: ~3 MB per frame in flight). Results do not depend on it beyond float32 rounding.
     precision, conv
         See :func:`crepe_activations`.
 
