@@ -334,8 +334,8 @@ def _conv1d(
     width_out = (x.shape[1] + pad[0] + pad[1] - taps) // stride + 1
     if algorithm == "auto" and stride == 1:
         if x.shape[1] <= _TOEPLITZ_MAX_WIDTH:
-            return _toeplitz_conv1d(x, kernel, pad, width_out, precision)
-        return _dft_conv1d(x, kernel, pad, width_out, precision)
+            return _toeplitz_conv1d(x, kernel, pad, precision)
+        return _dft_conv1d(x, kernel, pad, precision)
     if taps <= x.shape[1] or width_out * taps * c_in > _IM2COL_MAX_PATCH:
         return lax.conv_general_dilated(
             x,
@@ -383,7 +383,7 @@ def _dft_tables(width: int, taps: int, pad: tuple[int, int]) -> tuple[np.ndarray
     )
 
 
-def _dft_conv1d(x: Array, kernel: Array, pad: tuple[int, int], width_out: int, precision: lax.Precision) -> Array:
+def _dft_conv1d(x: Array, kernel: Array, pad: tuple[int, int], precision: lax.Precision) -> Array:
     """Stride-1 convolution (cross-correlation, as in deep-learning frameworks) through DFTs done as matmuls.
 
     With ``L = pad[0] + width + pad[1]`` the circular correlation of the padded input with the kernel equals the
@@ -394,7 +394,6 @@ def _dft_conv1d(x: Array, kernel: Array, pad: tuple[int, int], width_out: int, p
     """
     taps = kernel.shape[0]
     forward, kernel_dft, inverse = (jnp.asarray(t, x.dtype) for t in _dft_tables(x.shape[1], taps, pad))
-    assert inverse.shape[-1] == width_out
     spectrum = jnp.einsum("pfw,nwc->pfnc", forward, x, precision=precision, preferred_element_type=jnp.float32)
     k = jnp.einsum("pfk,kco->pfco", kernel_dft, kernel, precision=precision, preferred_element_type=jnp.float32)
     # (Xr + i Xi)(Kr - i Ki) = (Xr Kr + Xi Ki) + i (Xi Kr - Xr Ki): mixing[p_in, p_out] over the (re, im) parts
@@ -407,15 +406,14 @@ def _dft_conv1d(x: Array, kernel: Array, pad: tuple[int, int], width_out: int, p
     )
 
 
-def _toeplitz_conv1d(
-    x: Array, kernel: Array, pad: tuple[int, int], width_out: int, precision: lax.Precision
-) -> Array:
+def _toeplitz_conv1d(x: Array, kernel: Array, pad: tuple[int, int], precision: lax.Precision) -> Array:
     """Stride-1 convolution of a narrow input as ONE matmul: ``y[n, w, o] = sum_{i, c} x[n, i, c] T[i, c, w, o]``.
 
     ``T[i, c, w, o] = kernel[i - w + pad[0], c, o]`` (zero outside the taps): ``width x width_out`` blocks of the
     kernel, so only taps that meet real input samples are multiplied. Worth it while ``width`` is small.
     """
     taps = kernel.shape[0]
+    width_out = x.shape[1] + pad[0] + pad[1] - taps + 1
     tap = np.arange(x.shape[1])[:, None] - np.arange(width_out)[None, :] + pad[0]  # [width, width_out]
     inside = (tap >= 0) & (tap < taps)
     toeplitz = jnp.where(inside[:, :, None, None], kernel[np.clip(tap, 0, taps - 1)], 0)  # [i, w, c_in, c_out]
