@@ -28,7 +28,6 @@ from datarax.core.config import StructuralConfig
 from datarax.core.data_source import DataSourceModule
 from flax import nnx
 
-from train.data.dataset import load_split
 
 NUMERIC_FIELDS = ("audio", "f0_hz", "f0_confidence", "loudness_db", "pitch", "velocity")
 """The split arrays a :class:`PreparedSource` serves (strings cannot live in JAX arrays)."""
@@ -207,6 +206,10 @@ def build_pipeline(
     --------
     train.data.dataset.batch_iterator : the same batches as numpy, without datarax.
     """
+    # The prepared-dataset format belongs to the training app; importing it here, not at module level, keeps
+    # `import ddsp_datarax` (the operators, PreparedSource over in-memory arrays) free of the app package.
+    from train.data.dataset import load_split
+
     config = PreparedSourceConfig(
         seed=seed,
         shuffle=shuffle,

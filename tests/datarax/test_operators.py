@@ -145,3 +145,12 @@ def test_crepe_operator_equals_estimate_f0_and_runs_inside_jit_and_scan():
 def test_bad_configuration_raises_value_error_naming_the_argument(build, name):
     with pytest.raises(ValueError, match=name):
         build()
+
+
+def test_importing_the_library_layers_does_not_import_the_training_app():
+    import subprocess
+    import sys
+
+    code = "import sys, ddsp_core, ddsp_datarax; print(sorted(m for m in sys.modules if m.split('.')[0] == 'train'))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert result.stdout.strip() == "[]", result.stdout
