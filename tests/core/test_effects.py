@@ -9,7 +9,7 @@ import pytest
 from jax.test_util import check_grads
 
 from ddsp_core.effects import exp_decay_impulse_response, fft_convolve, learned_ir_init, reverb
-from tests.helpers import load_fixture
+from tests.helpers import assert_close_relative, load_fixture
 
 REL_TOL = 1e-5
 """Max |ours - magenta| relative to max |magenta|: both are float32 FFT convolutions (measured ~2e-7)."""
@@ -24,13 +24,6 @@ _exp_decay_impulse_response = jax.jit(exp_decay_impulse_response, static_argname
 @pytest.fixture(scope="module")
 def magenta_reverb() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     return load_fixture("magenta", "reverb_in"), load_fixture("magenta", "reverb_out")
-
-
-def _assert_close_relative(actual, expected, rel_tol=REL_TOL):
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape
-    error = np.max(np.abs(actual - expected)) / np.max(np.abs(expected))
-    assert error < rel_tol, f"max error relative to peak {error:.2e} >= {rel_tol:.0e}"
 
 
 def _time_varying_convolution(audio: np.ndarray, irs: np.ndarray) -> np.ndarray:
@@ -55,7 +48,7 @@ def _time_varying_convolution(audio: np.ndarray, irs: np.ndarray) -> np.ndarray:
 def test_fft_convolve_matches_magenta(magenta_reverb, key, kwargs):
     inputs, outputs = magenta_reverb
     ours = jax.vmap(lambda a, h: _fft_convolve(a, h, **kwargs))(inputs["audio"], inputs["ir"])
-    _assert_close_relative(ours, outputs[key])
+    assert_close_relative(ours, outputs[key], REL_TOL)
 
 
 def test_fft_convolve_default_delay_crops_ir_half_minus_one_samples():
@@ -108,9 +101,9 @@ def test_fft_convolve_rejects_wrongly_shaped_audio():
 
 def test_reverb_matches_magenta_with_and_without_dry(magenta_reverb):
     inputs, outputs = magenta_reverb
-    _assert_close_relative(jax.vmap(reverb)(inputs["audio"], inputs["ir"]), outputs["reverb"])
+    assert_close_relative(jax.vmap(reverb)(inputs["audio"], inputs["ir"]), outputs["reverb"], REL_TOL)
     wet = jax.vmap(lambda a, h: _reverb(a, h, add_dry=False))(inputs["audio"], inputs["ir"])
-    _assert_close_relative(wet, outputs["reverb_wet"])
+    assert_close_relative(wet, outputs["reverb_wet"], REL_TOL)
 
 
 def test_reverb_ignores_first_tap_as_magenta_masks_it(magenta_reverb):

@@ -10,7 +10,7 @@ from jax.test_util import check_grads
 from scipy import signal
 
 from ddsp_core.noise import filtered_noise, filtered_noise_controls, frequency_filter, frequency_impulse_response
-from tests.helpers import load_fixture
+from tests.helpers import assert_close_relative, load_fixture
 
 REL_TOL = 1e-5
 """Max |ours - magenta| relative to max |magenta|: float32 FFTs on both sides (measured <= 2e-7)."""
@@ -29,13 +29,6 @@ def magenta_noise() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     return load_fixture("magenta", "noise_in"), load_fixture("magenta", "noise_out")
 
 
-def _assert_close_relative(actual, expected, rel_tol=REL_TOL):
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape
-    error = np.max(np.abs(actual - expected)) / np.max(np.abs(expected))
-    assert error < rel_tol, f"max error relative to peak {error:.2e} >= {rel_tol:.0e}"
-
-
 def _welch_psd(audio: np.ndarray, nperseg: int) -> tuple[np.ndarray, np.ndarray]:
     """One-sided power spectral density (per Hz) at SAMPLE_RATE, Hann segments, no detrending."""
     return signal.welch(audio, fs=SAMPLE_RATE, nperseg=nperseg, detrend=False)
@@ -46,7 +39,7 @@ def test_frequency_impulse_response_matches_magenta(magenta_noise, key, window_s
     inputs, outputs = magenta_noise
     window_size = int(inputs["window_size"]) if window_size is None else window_size
     ours = jax.vmap(lambda m: _frequency_impulse_response(m, window_size=window_size))(inputs["magnitudes"])
-    _assert_close_relative(ours, outputs[key])
+    assert_close_relative(ours, outputs[key], REL_TOL)
 
 
 @pytest.mark.parametrize(("key", "window_size"), [("filtered", None), ("filtered_ws0", 0)])
@@ -56,7 +49,7 @@ def test_frequency_filter_matches_magenta(magenta_noise, key, window_size):
     ours = jax.vmap(lambda a, m: _frequency_filter(a, m, window_size=window_size))(
         outputs["audio"], inputs["magnitudes"]
     )
-    _assert_close_relative(ours, outputs[key])
+    assert_close_relative(ours, outputs[key], REL_TOL)
 
 
 def test_magenta_noise_input_through_frequency_filter_reproduces_filtered_noise(magenta_noise):
@@ -65,7 +58,7 @@ def test_magenta_noise_input_through_frequency_filter_reproduces_filtered_noise(
     ours = jax.vmap(lambda a, m: _frequency_filter(a, m, window_size=int(inputs["window_size"])))(
         outputs["noise_input"], inputs["magnitudes"]
     )
-    _assert_close_relative(ours, outputs["noise_audio"])
+    assert_close_relative(ours, outputs["noise_audio"], REL_TOL)
 
 
 def test_impulse_response_with_full_window_is_linear_phase():

@@ -30,20 +30,7 @@ from ddsp_datarax.operators import (
     Loudness,
     Reverb,
 )
-
-N_FRAMES = 16
-HOP = 64
-N_SAMPLES = N_FRAMES * HOP
-
-
-def _controls(seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    return {
-        F0_HZ: jnp.asarray(rng.uniform(100.0, 500.0, N_FRAMES), jnp.float32),
-        AMPLITUDE: jnp.asarray(rng.uniform(0.1, 0.5, N_FRAMES), jnp.float32),
-        HARMONIC_DISTRIBUTION: jnp.asarray(rng.dirichlet(np.ones(6), N_FRAMES), jnp.float32),
-        NOISE_MAGNITUDES: jnp.asarray(rng.uniform(0.0, 0.2, (N_FRAMES, 5)), jnp.float32),
-    }
+from tests.datarax._controls import HOP, N_FRAMES, N_SAMPLES, random_controls
 
 
 def _audio(seed: int = 0, n_samples: int = N_SAMPLES) -> jax.Array:
@@ -52,7 +39,7 @@ def _audio(seed: int = 0, n_samples: int = N_SAMPLES) -> jax.Array:
 
 
 def test_harmonic_synth_returns_only_the_signal_and_equals_harmonic_synthesis():
-    element = _controls()
+    element = random_controls()
     out, state, _ = jax.jit(lambda d: HarmonicSynth(hop_size=HOP).apply(d, {}, None))(element)
     expected = harmonic_synthesis(
         element[AMPLITUDE], element[HARMONIC_DISTRIBUTION], element[F0_HZ], n_samples=N_SAMPLES, sample_rate=16000
@@ -63,7 +50,7 @@ def test_harmonic_synth_returns_only_the_signal_and_equals_harmonic_synthesis():
 
 def test_filtered_noise_uses_the_given_key_and_falls_back_to_its_base_key_when_none_is_given():
     noise_op = FilteredNoise(hop_size=HOP, rngs=nnx.Rngs(noise=7))
-    element = _controls()
+    element = random_controls()
     key = jax.random.key(3)
     with_key, _, _ = noise_op.apply(element, {}, None, key)
     without_a, _, _ = noise_op.apply(element, {}, None)  # what datarax does outside a pipeline
@@ -77,7 +64,7 @@ def test_filtered_noise_uses_the_given_key_and_falls_back_to_its_base_key_when_n
 
 def test_filtered_noise_in_a_batch_draws_different_noise_per_record():
     noise_op = FilteredNoise(hop_size=HOP, rngs=nnx.Rngs(noise=7))
-    element = _controls()
+    element = random_controls()
     batch = jax.tree.map(lambda x: jnp.stack([x, x]), element)
     out, _ = nnx.jit(lambda op, d: op._vmap_apply(d, {}))(noise_op, batch)
     assert out[SYNTH_AUDIO].shape == (2, N_SAMPLES)
@@ -98,7 +85,7 @@ def test_reverb_holds_its_ir_as_an_nnx_param_and_passes_other_fields_through():
 def test_decoder_controls_equal_the_pure_decoder_and_controls_step():
     decoder = DDSPDecoder(n_harmonics=6, n_noise_bands=5, hidden_size=8, n_mlp_layers=1, key=jax.random.key(0))
     op = DecoderControls(decoder, sample_rate=16000)
-    element = {F0_HZ: _controls()[F0_HZ], LOUDNESS_DB: jnp.linspace(-50.0, -10.0, N_FRAMES)}
+    element = {F0_HZ: random_controls()[F0_HZ], LOUDNESS_DB: jnp.linspace(-50.0, -10.0, N_FRAMES)}
     out, _, _ = nnx.jit(lambda o, d: o.apply(d, {}, None))(op, element)
     expected = eqx.filter_jit(lambda m, f, l: controls_from_decoder(m(f, l), f, sample_rate=16000))(
         decoder, element[F0_HZ], element[LOUDNESS_DB]

@@ -31,20 +31,7 @@ from ddsp_datarax.operators import (
     Reverb,
 )
 from ddsp_datarax.pipeline import build_ddsp_composite, build_ddsp_pipeline, composite_random_params
-
-N_FRAMES = 16
-HOP = 64
-N_SAMPLES = N_FRAMES * HOP
-
-
-def _controls(seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    return {
-        F0_HZ: jnp.asarray(rng.uniform(100.0, 500.0, N_FRAMES), jnp.float32),
-        AMPLITUDE: jnp.asarray(rng.uniform(0.1, 0.5, N_FRAMES), jnp.float32),
-        HARMONIC_DISTRIBUTION: jnp.asarray(rng.dirichlet(np.ones(6), N_FRAMES), jnp.float32),
-        NOISE_MAGNITUDES: jnp.asarray(rng.uniform(0.0, 0.2, (N_FRAMES, 5)), jnp.float32),
-    }
+from tests.datarax._controls import HOP, N_SAMPLES, random_controls
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +55,7 @@ def test_composite_is_sequential_of_weighted_parallel_harmonic_noise_then_reverb
 
 
 def test_composite_output_is_reverb_of_harmonic_plus_tenth_of_noise(composite, ir):
-    element = _controls()
+    element = random_controls()
     key = jax.random.key(4)
     out, _, _ = jax.jit(lambda d, k: composite.apply(d, {}, None, composite_random_params(k)))(element, key)
     harmonic = harmonic_synthesis(
@@ -103,12 +90,12 @@ def test_trap_weighted_parallel_scales_pass_through_fields_so_our_synths_return_
     # datarax 0.1.4: the untouched f0 comes out multiplied by 1.0 + 0.1.
     np.testing.assert_allclose(np.asarray(out[F0_HZ]), np.full(3, 484.0), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(out[SYNTH_AUDIO]), np.full(4, 1.2), rtol=1e-6)
-    mixed, _, _ = composite.operators[0].apply(_controls(), {}, None, {"operator_1": jax.random.key(0)})
+    mixed, _, _ = composite.operators[0].apply(random_controls(), {}, None, {"operator_1": jax.random.key(0)})
     assert set(mixed) == {SYNTH_AUDIO}
 
 
 def test_trap_apply_without_random_params_works_and_is_deterministic(composite):
-    element = _controls()
+    element = random_controls()
     first, _, _ = composite.apply(element, {}, None)  # random_params=None, as outside a pipeline
     second, _, _ = composite.apply(element, {}, None, None)
     assert bool(jnp.all(jnp.isfinite(first[SYNTH_AUDIO])))
@@ -121,7 +108,7 @@ def test_trap_graphdef_is_unhashable_so_it_is_closed_over_not_static(composite):
     graphdef, state = nnx.split(composite)
     with pytest.raises(TypeError):
         hash(graphdef)
-    element = _controls()
+    element = random_controls()
 
     def run(g, s, d):
         return nnx.merge(g, s).apply(d, {}, None, composite_random_params(jax.random.key(1)))[0][SYNTH_AUDIO]
