@@ -184,7 +184,8 @@ def magnitudes(
     .. math:: |S[m, k]| = \\sqrt{\\operatorname{Re}(S)^2 + \\operatorname{Im}(S)^2}
 
     computed so that where ``|S| = 0`` the value is 0 and the gradient is 0 (as TensorFlow's ``tf.abs``
-    gradient, which divides with ``div_no_nan``), not NaN.
+    gradient, which divides with ``div_no_nan``), not NaN. NaN or infinite audio gives NaN or infinite magnitudes
+    (never a finite number that looks like silence).
 
     Parameters
     ----------
@@ -214,8 +215,8 @@ def magnitudes(
     """
     with jax.named_scope("magnitudes"):
         power = _power_spectrogram(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)
-        positive = power > 0.0
-        return jnp.where(positive, jnp.sqrt(jnp.where(positive, power, 1.0)), 0.0)
+        zero = power <= 0.0  # NaN is not zero: a non-finite signal keeps non-finite magnitudes
+        return jnp.where(zero, 0.0, jnp.sqrt(jnp.where(zero, 1.0, power)))
 
 
 # Loudness --------------------------------------------------------------------------------------------------------
@@ -402,7 +403,7 @@ def spectral_loss_terms(
     Raises
     ------
     ValueError
-        If ``fft_sizes`` is empty or holds a size < 4.
+        If ``fft_sizes`` is empty or holds a size < 4, or ``target`` and ``pred`` differ in shape.
 
     Notes
     -----
@@ -419,6 +420,11 @@ def spectral_loss_terms(
     multiscale_spectral_loss : the weighted sum of these terms.
     """
     _check_fft_sizes(fft_sizes)
+    if jnp.shape(target) != jnp.shape(pred) or jnp.ndim(target) == 0:
+        raise ValueError(
+            f"target and pred must have the same shape (*batch, n_samples), got target {jnp.shape(target)} "
+            f"and pred {jnp.shape(pred)}"
+        )
     with jax.named_scope("spectral_loss_terms"):
         target_batch, pred_batch = _as_batch(target), _as_batch(pred)
         mag_terms, logmag_terms = [], []
@@ -469,12 +475,13 @@ def multiscale_spectral_loss(
     Raises
     ------
     ValueError
-        If ``fft_sizes`` is empty or holds a size < 4.
+        If ``fft_sizes`` is empty or holds a size < 4, or ``target`` and ``pred`` differ in shape.
 
     Notes
     -----
     Source: Engel et al. 2020, section 4.2.1; magenta ddsp ``losses.SpectralLoss(loss_type="L1")``. The gradient
-    is finite everywhere, including on silence.
+    is finite everywhere, including on silence. A NaN or infinite sample in either signal makes the loss NaN or
+    infinite (never a finite value), so a diverged model cannot look trained.
 
     Examples
     --------

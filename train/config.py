@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +30,17 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
 
 
 def _check_positive(section: str, values: Any, names: tuple[str, ...]) -> None:
+    """Refuse a value that is not a finite number > 0 (NaN and inf included), naming ``section.name``."""
     for name in names:
-        if getattr(values, name) <= 0:
-            raise ConfigError(f"{section}.{name} must be positive, got {getattr(values, name)}")
+        value = getattr(values, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{section}.{name} must be a finite number > 0, got {value}")
+
+
+def _check_fraction(key: str, value: float) -> None:
+    """Refuse a value outside [0, 1) (NaN and inf included), naming ``key``."""
+    if not (math.isfinite(value) and 0.0 <= value < 1.0):
+        raise ConfigError(f"{key} must be a fraction in [0, 1), got {value}")
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,8 @@ class DataConfig:
         dataset_dir: where the prepared dataset lives; empty means ``<run_dir>/../data/<source>-<preset>``.
         crepe_model: CREPE capacity used for f0 (``tiny`` or ``full``).
         example_seconds: example length for folder sources, seconds.
+        validation_fraction: share of a folder source's examples held out for validation (0 keeps none).
+        test_fraction: share of a folder source's examples held out for the test split (0 keeps none).
     """
 
     source: str = "offline"
@@ -55,12 +66,20 @@ class DataConfig:
     dataset_dir: str = ""
     crepe_model: str = "tiny"
     example_seconds: float = 4.0
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         _check_choice("data.source", self.source, ("offline", "nsynth", "folder"))
         _check_choice("data.crepe_model", self.crepe_model, ("tiny", "full"))
-        if self.example_seconds <= 0:
-            raise ConfigError(f"data.example_seconds must be positive, got {self.example_seconds}")
+        _check_positive("data", self, ("example_seconds",))
+        _check_fraction("data.validation_fraction", self.validation_fraction)
+        _check_fraction("data.test_fraction", self.test_fraction)
+        if self.validation_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(
+                f"data.validation_fraction + data.test_fraction must be < 1 (something must remain for training), "
+                f"got {self.validation_fraction} + {self.test_fraction}"
+            )
 
 
 @dataclass(frozen=True)
@@ -129,6 +148,9 @@ class TrainConfig:
         _check_positive("train", self, ("batch_size", "n_steps", "learning_rate", "decay_steps", "decay_rate",
                                         "grad_clip", "eval_every", "eval_examples", "checkpoint_every",
                                         "keep_checkpoints", "log_every", "scan_unroll"))
+        for name in ("seed", "crop_samples"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

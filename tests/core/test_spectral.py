@@ -244,6 +244,21 @@ def test_loss_weights_scale_the_terms():
     assert float(loss) == pytest.approx(2.0 * float(mag_terms.sum()) + 0.5 * float(logmag_terms.sum()), rel=1e-6)
 
 
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf])
+@pytest.mark.parametrize("which", ["target", "pred"])
+def test_loss_of_a_non_finite_signal_is_non_finite(bad_value, which):
+    signals = {"target": _sine(440.0, N_SAMPLES), "pred": _sine(440.0, N_SAMPLES, amplitude=0.5)}
+    signals[which][100] = bad_value
+    assert not np.isfinite(float(spectral.multiscale_spectral_loss(signals["target"], signals["pred"])))
+
+
+def test_loss_of_all_nan_audio_is_not_the_loss_of_silence():
+    target = _sine(440.0, N_SAMPLES)
+    nan_loss = spectral.multiscale_spectral_loss(target, np.full(N_SAMPLES, np.nan, np.float32))
+    assert np.isnan(float(nan_loss))
+    assert np.isfinite(float(spectral.multiscale_spectral_loss(target, np.zeros(N_SAMPLES, np.float32))))
+
+
 def test_loss_rejects_fft_sizes_below_four():
     with pytest.raises(ValueError, match="fft_sizes"):
         spectral.multiscale_spectral_loss(np.zeros(256, np.float32), np.zeros(256, np.float32), fft_sizes=(64, 2))

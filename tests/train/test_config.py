@@ -1,5 +1,7 @@
 """Config presets and command-line overrides (train/config.py)."""
 
+import re
+
 import pytest
 
 from train.config import ConfigError, apply_overrides, from_dict, preset
@@ -75,11 +77,21 @@ def test_model_fingerprint_changes_with_the_model_only():
     [
         ("train.path=tensorflow", "train.path='tensorflow'; expected one of pure, datarax"),
         ("data.source=youtube", "data.source='youtube'"),
-        ("train.batch_size=0", "train.batch_size must be positive"),
-        ("train.scan_unroll=0", "train.scan_unroll must be positive"),
+        ("train.batch_size=0", "train.batch_size must be a finite number > 0, got 0"),
+        ("train.scan_unroll=0", "train.scan_unroll must be a finite number > 0"),
+        ("train.learning_rate=nan", "train.learning_rate must be a finite number > 0, got nan"),
+        ("train.learning_rate=inf", "train.learning_rate must be a finite number > 0, got inf"),
+        ("train.learning_rate=-1e-3", "train.learning_rate must be a finite number > 0, got -0.001"),
+        ("train.grad_clip=nan", "train.grad_clip must be a finite number > 0"),
+        ("train.decay_rate=-inf", "train.decay_rate must be a finite number > 0"),
+        ("train.seed=-1", "train.seed must be >= 0"),
+        ("data.example_seconds=nan", "data.example_seconds must be a finite number > 0"),
+        ("data.validation_fraction=nan", "data.validation_fraction must be a fraction in [0, 1)"),
+        ("data.test_fraction=-0.1", "data.test_fraction must be a fraction in [0, 1)"),
+        ("data.validation_fraction=0.95", "data.validation_fraction + data.test_fraction must be < 1"),
         ("model.n_samples=1000", "must be a multiple of model.hop_size"),
     ],
 )
 def test_invalid_values_are_refused_with_the_key(override, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         apply_overrides(preset("demo"), [override])
