@@ -16,13 +16,19 @@ Source: magenta/ddsp ``core.frequency_impulse_response``, ``core.apply_window_to
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from ddsp_core._typing import AnyArray, Key
 from ddsp_core.core import exp_sigmoid
 from ddsp_core.effects import fft_convolve
 
-__all__ = ["filtered_noise", "filtered_noise_controls", "frequency_filter", "frequency_impulse_response"]
+__all__ = [
+    "filtered_noise",
+    "filtered_noise_controls",
+    "frame_noise",
+    "frequency_filter",
+    "frequency_impulse_response",
+]
 
 
 def _periodic_hann(window_size: int) -> np.ndarray:
@@ -180,7 +186,9 @@ def filtered_noise(
     """DDSP's noise synthesiser: uniform white noise in ``[-1, 1)`` through a time-varying FIR filter.
 
     Maths: ``noise ~ U[-1, 1)`` (``n_samples`` i.i.d. samples, variance 1/3), then
-    ``frequency_filter(noise, magnitudes, window_size)``. The long-term power spectrum is ``|H(f)|^2 / 3`` with
+    ``frequency_filter(noise, magnitudes, window_size)``. The noise is drawn frame by frame (:func:`frame_noise`:
+    frame ``i`` from ``jax.random.fold_in(key, i)``), so a block-by-block render (:mod:`ddsp_core.stream`) draws
+    exactly the same samples. The long-term power spectrum is ``|H(f)|^2 / 3`` with
     ``H`` the windowed filter's response (the magnitudes, smoothed by the window).
 
     Parameters
@@ -194,7 +202,7 @@ def filtered_noise(
         Hann window length of each filter, see :func:`frequency_impulse_response` (0: full size; magenta's
         solo-instrument configuration uses 0, its ``FilteredNoise`` default is 257).
     key
-        PRNG key for the noise; the same key gives the same noise.
+        PRNG key for the noise; the same key gives the same noise. Frame ``i`` uses ``fold_in(key, i)``.
 
     Returns
     -------
@@ -226,8 +234,39 @@ def filtered_noise(
     if n_samples <= 0:
         raise ValueError(f"n_samples must be positive, got {n_samples}")
     with jax.named_scope("filtered_noise"):
-        noise = jax.random.uniform(key, (n_samples,), minval=-1.0, maxval=1.0)
+        n_frames = magnitudes.shape[0]
+        frame_size = -(-n_samples // n_frames)
+        noise = frame_noise(key, jnp.arange(n_frames), frame_size=frame_size).reshape(-1)[:n_samples]
         return frequency_filter(noise, magnitudes, window_size=window_size)
+
+
+def frame_noise(
+    key: Key, frame_indices: Int[AnyArray, " n_frames"], *, frame_size: int
+) -> Float[Array, "n_frames frame_size"]:
+    """Uniform white noise in ``[-1, 1)`` per frame: row ``j`` is drawn from ``fold_in(key, frame_indices[j])``.
+
+    Keying each frame by its index makes the noise of a frame independent of how the signal is cut into blocks:
+    :func:`filtered_noise` (the whole clip) and :func:`ddsp_core.stream.filtered_noise_block` (a few frames at a
+    time) draw the same samples.
+
+    Parameters
+    ----------
+    key
+        PRNG key of the whole signal.
+    frame_indices
+        ``(n_frames,)`` int, the frames' positions in the whole signal.
+    frame_size
+        Samples per frame.
+
+    Returns
+    -------
+    ``(n_frames, frame_size)`` noise.
+    """
+
+    def draw(index: Int[Array, ""]) -> Float[Array, " frame_size"]:
+        return jax.random.uniform(jax.random.fold_in(key, index), (frame_size,), minval=-1.0, maxval=1.0)
+
+    return jax.vmap(draw)(jnp.asarray(frame_indices))
 
 
 def filtered_noise_controls(

@@ -109,11 +109,12 @@ def test_low_pass_leaves_no_energy_above_cutoff_beyond_hann_leakage():
 
 def test_filtered_noise_with_flat_filter_is_white_with_variance_of_scaled_uniform_noise():
     """Flat magnitude 0.5 on U[-1, 1) noise: variance 0.25 / 3, one-sided PSD 2 * variance / sample_rate at every
-    frequency. Checked over 8 groups of 8 Welch bins (512 segments: ~2% standard error per group)."""
+    frequency. Checked over 7 groups of 9 Welch bins (512 segments: ~2% standard error per group), DC and Nyquist
+    left out (a one-sided PSD does not double them, so they read half)."""
     audio = np.asarray(_filtered_noise(np.full((512, 65), 0.5, np.float32), n_samples=32768, key=jax.random.key(3)))
     assert abs(audio.var() / (0.25 / 3.0) - 1.0) < 0.03
     _, psd = _welch_psd(audio, nperseg=128)
-    grouped = psd[1:65].reshape(8, 8).mean(axis=1)
+    grouped = psd[1:64].reshape(7, 9).mean(axis=1)
     np.testing.assert_allclose(grouped, 2.0 * (0.25 / 3.0) / SAMPLE_RATE, rtol=0.07)
 
 
