@@ -1,11 +1,24 @@
 """ddsp_core: Differentiable Digital Signal Processing (Engel et al., ICLR 2020) as pure, shape-checked JAX functions.
 
-One module per concept (``core`` helpers, ``synths``, ``noise``, ``effects``, ``spectral``, ``crepe``,
-``decoder``, ``model``); the most used names are re-exported here. Every function works on one example and is
-batched with ``jax.vmap``; sizes and rates are explicit keyword arguments.
+One module per concept (``core`` helpers, ``synths``, ``noise``, ``effects``, ``spectral``, ``resample``, ``crepe``
+with ``crepe_decoding`` and ``crepe_weights``, ``decoder``, ``model``); the most used names are re-exported here.
+Every function works on one example and is batched with ``jax.vmap``; sizes and rates are explicit keyword
+arguments.
 """
 
-from ddsp_core import core, crepe, crepe_weights, decoder, effects, model, noise, spectral, synths
+from ddsp_core import (
+    core,
+    crepe,
+    crepe_decoding,
+    crepe_weights,
+    decoder,
+    effects,
+    model,
+    noise,
+    resample,
+    spectral,
+    synths,
+)
 from ddsp_core.core import (
     amplitude_to_db,
     db_to_amplitude,
@@ -63,6 +76,7 @@ __all__ = [
     "core",
     "crepe",
     "crepe_activations",
+    "crepe_decoding",
     "crepe_weights",
     "db_to_amplitude",
     "db_to_power",
@@ -97,6 +111,7 @@ __all__ = [
     "parameter_count",
     "power_to_db",
     "remove_above_nyquist",
+    "resample",
     "resample_to_crepe_rate",
     "reverb",
     "safe_divide",

@@ -8,7 +8,7 @@ or dtype fails at the call with a message naming the argument.
 NumPy data straight in.
 """
 
-from typing import Union
+from typing import Literal, Union
 
 import jax
 import numpy as np
@@ -19,4 +19,9 @@ AnyArray = Union[jax.Array, np.ndarray]
 Key = jax.Array
 """A JAX PRNG key (``jax.random.key`` or ``jax.random.PRNGKey``)."""
 
-__all__ = ["AnyArray", "Key"]
+Padding = Literal["center", "same", "valid"]
+"""How audio is padded before it is cut into frames (STFT and CREPE alike): ``"center"``: ``n_fft // 2`` zeros at
+both ends, frame ``t`` centred on sample ``t * hop``; ``"same"``: zeros at the end only, ``ceil(n / hop)`` frames
+(magenta ddsp ``spectral_ops.pad``); ``"valid"``: no padding. Each function documents its own frame count."""
+
+__all__ = ["AnyArray", "Key", "Padding"]

@@ -1,12 +1,14 @@
-"""CREPE pitch tracking in pure JAX: network, framing, decoding and the f0 extractor.
+"""CREPE pitch tracking in pure JAX: the network, framing and the f0 extractor.
 
 CREPE (Kim, Salamon, Li, Bello, "CREPE: A Convolutional Representation for Pitch Estimation", ICASSP 2018) reads
 1024-sample frames of 16 kHz audio, each normalised to zero mean and unit variance, through six convolution blocks
 (conv -> ReLU -> batch-norm (inference form) -> max-pool by 2) and a dense layer to 360 sigmoid "pitch bins" 20 cents
-apart, bin ``i`` at ``1997.3794 + 20 i`` cents above 10 Hz (31.70 Hz to 2005.5 Hz). Pitch is decoded from
-the bins as in the original ``marl/crepe`` (which magenta ddsp's ``compute_f0`` calls): a local weighted average
-of the cents of the +-4 bins around the argmax, or around the bin of a Viterbi path through the argmax sequence;
-confidence is the largest activation of the frame.
+apart, bin ``i`` at ``1997.3794 + 20 i`` cents above 10 Hz (31.70 Hz to 2005.5 Hz). :func:`estimate_f0` resamples,
+frames, runs the network and decodes the bins into pitch.
+
+The parts live in their own modules and the public names are re-exported here: the decoders and voicing gates
+(:mod:`ddsp_core.crepe_decoding`), the convolution algorithms (:mod:`ddsp_core._conv`), the resampler
+(:mod:`ddsp_core.resample`) and the architecture's numbers (:mod:`ddsp_core._crepe_architecture`).
 
 Every function works on ONE example (audio ``(n_samples,)``, frames ``(n_frames, 1024)``) and is pure, ``jit``- and
 ``vmap``-able; batches come from ``jax.vmap``. Sizes and rates are static keyword Python ints.
@@ -21,12 +23,11 @@ bfloat16 with float32 accumulation. See the README table for measured pitch devi
 
 See also
 --------
-ddsp_core.crepe_weights : fetching and converting the pretrained weights.
+ddsp_core.crepe_weights : safe loading and conversion of the pretrained weights.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Literal, NamedTuple
 
@@ -37,15 +38,43 @@ from jax import lax
 from jaxtyping import Array, Float, Int
 
 from ddsp_core import crepe_weights
-from ddsp_core._typing import AnyArray, Key
+from ddsp_core._checks import check_positive_int
+from ddsp_core._conv import ConvAlgorithm, conv1d
+from ddsp_core._crepe_architecture import (
+    CAPACITIES,
+    CENTS_PER_BIN,
+    CHANNEL_PATTERN,
+    CREPE_SAMPLE_RATE,
+    FRAME_SIZE,
+    KERNEL_WIDTHS,
+    N_BINS,
+    PADDINGS,
+    POOLED_WIDTH,
+    STRIDES,
+)
+from ddsp_core._typing import AnyArray, Key, Padding
+from ddsp_core.crepe_decoding import (
+    VOICED_CONFIDENCE,
+    bin_cents,
+    decode_local_average,
+    decode_viterbi,
+    gate_by_confidence,
+    gate_by_loudness,
+)
+from ddsp_core.resample import resample
 
 __all__ = [
     "CENTS_PER_BIN",
     "CREPE_SAMPLE_RATE",
     "FRAME_SIZE",
     "N_BINS",
+    "VOICED_CONFIDENCE",
+    "ConvAlgorithm",
     "CrepeBlock",
     "CrepeParams",
+    "Decoder",
+    "Padding",
+    "Precision",
     "bin_cents",
     "count_frames",
     "crepe_activations",
@@ -62,31 +91,8 @@ __all__ = [
     "resample_to_crepe_rate",
 ]
 
-CREPE_SAMPLE_RATE = 16000
-"""The sample rate CREPE was trained at, Hz."""
-FRAME_SIZE = 1024
-"""Samples per CREPE frame (64 ms at 16 kHz)."""
-N_BINS = 360
-"""Number of pitch bins."""
-CENTS_PER_BIN = 20
-"""Spacing of the pitch bins, cents."""
-_CENTS_OFFSET = 1997.3794084376191
-"""Cents (re 10 Hz) of bin 0, 31.70 Hz (marl/crepe ``to_local_average_cents``)."""
-_LOCAL_HALF_WIDTH = 4
-"""The local average uses bins argmax-4 .. argmax+4."""
-_CAPACITIES = {"tiny": 4, "small": 8, "medium": 16, "large": 24, "full": 32}
-_CHANNEL_PATTERN = (32, 4, 4, 4, 8, 16)
-_WIDTHS = (512, 64, 64, 64, 64, 64)
-_STRIDES = (4, 1, 1, 1, 1, 1)
-_PADDINGS = ((254, 254), (31, 32), (31, 32), (31, 32), (31, 32), (31, 32))
-"""Per-block zero padding of the time axis, exactly as torchcrepe (``Crepe.embed``/``Crepe.layer``)."""
-_VITERBI_SELF_EMISSION = 0.1
-_VITERBI_MAX_JUMP = 12
-
 Precision = Literal["float32", "tf32", "bfloat16"]
-Padding = Literal["center", "same", "valid"]
 Decoder = Literal["viterbi", "local_average"]
-ConvAlgorithm = Literal["auto", "direct"]
 
 
 class CrepeBlock(NamedTuple):
@@ -123,7 +129,7 @@ def crepe_params_from_arrays(arrays: dict[str, np.ndarray]) -> CrepeParams:
         in float64, eps = :data:`ddsp_core.crepe_weights.BATCH_NORM_EPSILON`).
     """
     blocks = []
-    for i in range(1, len(_WIDTHS) + 1):
+    for i in range(1, len(KERNEL_WIDTHS) + 1):
         mean, var, gamma, beta = (
             arrays[f"conv{i}.bn_{n}"].astype(np.float64) for n in ("mean", "var", "gamma", "beta")
         )
@@ -178,31 +184,19 @@ def init_crepe_params(key: Key, *, model: Literal["tiny", "small", "medium", "la
     Channels per block are ``capacity * (32, 4, 4, 4, 8, 16)`` with capacity 4, 8, 16, 24, 32 for tiny..full
     (marl/crepe ``build_and_load_model``). Only tiny and full have pretrained weights (:func:`load_crepe_params`).
     """
-    if model not in _CAPACITIES:
-        raise ValueError(f"model must be one of {tuple(_CAPACITIES)}, got {model!r}")
-    channels = [1] + [_CAPACITIES[model] * c for c in _CHANNEL_PATTERN]
-    keys = jax.random.split(key, len(_WIDTHS) + 1)
+    if model not in CAPACITIES:
+        raise ValueError(f"model must be one of {tuple(CAPACITIES)}, got {model!r}")
+    channels = [1] + [CAPACITIES[model] * c for c in CHANNEL_PATTERN]
+    keys = jax.random.split(key, len(KERNEL_WIDTHS) + 1)
     blocks = []
-    for i, width in enumerate(_WIDTHS):
+    for i, width in enumerate(KERNEL_WIDTHS):
         fan_in = width * channels[i]
         kernel = jax.random.normal(keys[i], (width, channels[i], channels[i + 1])) * math.sqrt(2.0 / fan_in)
         zeros = jnp.zeros(channels[i + 1])
         blocks.append(CrepeBlock(kernel=kernel, bias=zeros, bn_scale=zeros + 1.0, bn_offset=zeros))
-    in_features = 4 * channels[-1]
+    in_features = POOLED_WIDTH * channels[-1]
     dense = jax.random.normal(keys[-1], (in_features, N_BINS)) * math.sqrt(1.0 / in_features)
     return CrepeParams(blocks=tuple(blocks), dense_kernel=dense, dense_bias=jnp.zeros(N_BINS))
-
-
-def bin_cents() -> Float[Array, " 360"]:
-    """Cents above 10 Hz of each of the 360 bins: ``1997.3794084376191 + 20 * i`` (marl/crepe ``cents_mapping``).
-
-    ``f_hz = 10 * 2 ** (cents / 1200)``: bin 0 is 31.70 Hz, bin 359 is 2005.5 Hz.
-    """
-    return jnp.asarray(_CENTS_OFFSET + CENTS_PER_BIN * np.arange(N_BINS), jnp.float32)
-
-
-def _cents_to_hz(cents: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
-    return 10.0 * 2.0 ** (cents / 1200.0)
 
 
 def count_frames(n_samples: int, *, hop_size: int = 64, padding: Padding = "center") -> int:
@@ -217,8 +211,7 @@ def count_frames(n_samples: int, *, hop_size: int = 64, padding: Padding = "cent
       ``"center"`` and drop the last frame.
     - ``"valid"``: no padding, ``(n_samples - 1024) // hop_size + 1`` frames; needs ``n_samples >= 1024``.
     """
-    if hop_size < 1:
-        raise ValueError(f"hop_size must be a positive number of samples, got {hop_size}")
+    check_positive_int(hop_size=hop_size)
     if n_samples < 1:
         raise ValueError(f"audio must hold at least one sample, got n_samples={n_samples}")
     if padding == "center":
@@ -306,120 +299,6 @@ def _lax_precision(precision: Precision) -> lax.Precision:
     raise ValueError(f"precision must be 'float32', 'tf32' or 'bfloat16', got {precision!r}")
 
 
-_IM2COL_MAX_PATCH = 1 << 20
-"""Largest per-frame patch tensor (output width x kernel taps x input channels) built for an im2col convolution."""
-
-_TOEPLITZ_MAX_WIDTH = 16
-"""``conv="auto"``: stride-1 layers with inputs at most this wide run as one Toeplitz matmul, wider ones via the DFT."""
-
-
-def _conv1d(
-    x: Array, kernel: Array, stride: int, pad: tuple[int, int], precision: lax.Precision, algorithm: ConvAlgorithm
-) -> Array:
-    """1-D convolution ``[n, width, c_in] * [taps, c_in, c_out] -> [n, width_out, c_out]`` (float32 accumulation).
-
-    ``algorithm="auto"`` runs every stride-1 layer (all but the first) as dense matrix products, which is where
-    CPUs and GPUs are fastest, and does fewer multiply-adds than the direct convolution:
-
-    - inputs wider than 16 samples: through the DFT (:func:`_dft_conv1d`), 13x fewer multiply-adds for the
-      full model's 1024-channel second layer, which made it 4x faster on a 2-core CPU;
-    - narrower inputs: a Toeplitz matmul (:func:`_toeplitz_conv1d`), which skips the kernel taps that only ever
-      meet padding (with 8 input samples, 49 of the 64 taps).
-
-    The first layer (512 taps, stride 4, one input channel) and ``algorithm="direct"`` use
-    ``lax.conv_general_dilated``, or an im2col gather + one matmul where the kernel is wider than the input (there
-    XLA's CPU convolution runs at 1-2 GMAC/s). Both agree with each other to ~1e-6 of the output's peak.
-    """
-    taps, c_in = kernel.shape[0], kernel.shape[1]
-    width_out = (x.shape[1] + pad[0] + pad[1] - taps) // stride + 1
-    if algorithm == "auto" and stride == 1:
-        if x.shape[1] <= _TOEPLITZ_MAX_WIDTH:
-            return _toeplitz_conv1d(x, kernel, pad, precision)
-        return _dft_conv1d(x, kernel, pad, precision)
-    if taps <= x.shape[1] or width_out * taps * c_in > _IM2COL_MAX_PATCH:
-        return lax.conv_general_dilated(
-            x,
-            kernel,
-            window_strides=(stride,),
-            padding=(pad,),
-            dimension_numbers=("NWC", "WIO", "NWC"),
-            precision=precision,
-            preferred_element_type=jnp.float32,
-        )
-    padded = jnp.pad(x, ((0, 0), pad, (0, 0)))
-    index = np.arange(width_out)[:, None] * stride + np.arange(taps)[None, :]  # [width_out, taps]
-    patches = padded[:, index, :]  # [n, width_out, taps, c_in]
-    return jnp.einsum(
-        "nwkc,kco->nwo", patches, kernel, precision=precision, preferred_element_type=jnp.float32
-    )
-
-
-@functools.lru_cache(maxsize=None)
-def _dft_tables(width: int, taps: int, pad: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Real DFT matrices of length ``L = pad[0] + width + pad[1]`` (``F = L // 2 + 1`` bins), float32.
-
-    ``forward [2, F, width]``: (cos, -sin) of the input samples at their padded positions; ``kernel [2, F, taps]``:
-    the same for the kernel taps at positions ``0..taps-1``; ``inverse [2, F, width_out]``: the real inverse DFT
-    read at the outputs, ``y[w] = sum_f a_f (Re Y_f cos - Im Y_f sin)(2 pi f w / L) / L`` with ``a_f = 2`` except
-    at DC and Nyquist. Angles are reduced modulo ``L`` in integers before the float64 trigonometry.
-    """
-    length = width + pad[0] + pad[1]
-    bins = np.arange(length // 2 + 1)[:, None]
-
-    def cos_sin(positions: np.ndarray) -> np.ndarray:
-        angle = 2 * np.pi * ((bins * positions[None, :]) % length) / length
-        return np.stack([np.cos(angle), -np.sin(angle)])
-
-    weight = np.full((bins.shape[0], 1), 2.0)
-    weight[0] = 1.0
-    if length % 2 == 0:
-        weight[-1] = 1.0
-    width_out = length - taps + 1
-    inverse = cos_sin(np.arange(width_out)) * weight / length
-    return (
-        cos_sin(np.arange(width) + pad[0]).astype(np.float32),
-        cos_sin(np.arange(taps)).astype(np.float32),
-        inverse.astype(np.float32),
-    )
-
-
-def _dft_conv1d(x: Array, kernel: Array, pad: tuple[int, int], precision: lax.Precision) -> Array:
-    """Stride-1 convolution (cross-correlation, as in deep-learning frameworks) through DFTs done as matmuls.
-
-    With ``L = pad[0] + width + pad[1]`` the circular correlation of the padded input with the kernel equals the
-    linear one at every output index, so ``Y_f = X_f conj(K_f)``: one complex matmul over channels per frequency
-    bin, written as a real one over (real, imaginary) x channels. The DFTs themselves are small matmuls too, not
-    FFTs, so everything runs on the matrix units; multiply-adds per frame ~ ``F (2 width c_in + 4 c_in c_out +
-    2 width_out c_out)`` against ``width taps c_in c_out`` direct.
-    """
-    taps = kernel.shape[0]
-    forward, kernel_dft, inverse = (jnp.asarray(t, x.dtype) for t in _dft_tables(x.shape[1], taps, pad))
-    spectrum = jnp.einsum("pfw,nwc->pfnc", forward, x, precision=precision, preferred_element_type=jnp.float32)
-    k = jnp.einsum("pfk,kco->pfco", kernel_dft, kernel, precision=precision, preferred_element_type=jnp.float32)
-    # (Xr + i Xi)(Kr - i Ki) = (Xr Kr + Xi Ki) + i (Xi Kr - Xr Ki): mixing[p_in, p_out] over the (re, im) parts
-    mixing = jnp.stack([jnp.stack([k[0], -k[1]]), jnp.stack([k[1], k[0]])]).astype(x.dtype)
-    product = jnp.einsum(
-        "pfnc,pqfco->qfno", spectrum.astype(x.dtype), mixing, precision=precision, preferred_element_type=jnp.float32
-    )
-    return jnp.einsum(
-        "qfno,qfw->nwo", product.astype(x.dtype), inverse, precision=precision, preferred_element_type=jnp.float32
-    )
-
-
-def _toeplitz_conv1d(x: Array, kernel: Array, pad: tuple[int, int], precision: lax.Precision) -> Array:
-    """Stride-1 convolution of a narrow input as ONE matmul: ``y[n, w, o] = sum_{i, c} x[n, i, c] T[i, c, w, o]``.
-
-    ``T[i, c, w, o] = kernel[i - w + pad[0], c, o]`` (zero outside the taps): ``width x width_out`` blocks of the
-    kernel, so only taps that meet real input samples are multiplied. Worth it while ``width`` is small.
-    """
-    taps = kernel.shape[0]
-    width_out = x.shape[1] + pad[0] + pad[1] - taps + 1
-    tap = np.arange(x.shape[1])[:, None] - np.arange(width_out)[None, :] + pad[0]  # [width, width_out]
-    inside = (tap >= 0) & (tap < taps)
-    toeplitz = jnp.where(inside[:, :, None, None], kernel[np.clip(tap, 0, taps - 1)], 0)  # [i, w, c_in, c_out]
-    return jnp.einsum("nic,iwco->nwo", x, toeplitz, precision=precision, preferred_element_type=jnp.float32)
-
-
 def crepe_activations(
     params: CrepeParams,
     frames: Float[AnyArray, "n_frames 1024"],
@@ -462,8 +341,8 @@ def crepe_activations(
         lax_precision = _lax_precision(precision)
         dtype = jnp.bfloat16 if precision == "bfloat16" else jnp.float32
         x = jnp.asarray(frames, jnp.float32)[:, :, None].astype(dtype)  # [n_frames, 1024, 1]
-        for block, stride, pad in zip(params.blocks, _STRIDES, _PADDINGS, strict=True):
-            x = _conv1d(x, block.kernel.astype(dtype), stride, pad, lax_precision, conv)  # [n_frames, width, channels]
+        for block, stride, pad in zip(params.blocks, STRIDES, PADDINGS, strict=True):
+            x = conv1d(x, block.kernel.astype(dtype), stride, pad, lax_precision, conv)  # [n_frames, width, channels]
             x = jax.nn.relu(x + block.bias) * block.bn_scale + block.bn_offset
             x = jnp.max(x.reshape(x.shape[0], x.shape[1] // 2, 2, x.shape[2]), axis=2).astype(dtype)
         x = x.reshape(x.shape[0], -1)  # [n_frames, 4 * channels], time-major
@@ -473,164 +352,10 @@ def crepe_activations(
         return jax.nn.sigmoid(logits + params.dense_bias)
 
 
-def _local_average_cents(
-    activations: Float[Array, "n_frames 360"], center_bin: Int[Array, " n_frames"]
-) -> Float[Array, " n_frames"]:
-    """Activation-weighted mean of the bin cents over ``center_bin - 4 .. center_bin + 4`` (clipped to 0..359)."""
-    near = jnp.abs(jnp.arange(N_BINS)[None, :] - center_bin[:, None]) <= _LOCAL_HALF_WIDTH
-    weights = jnp.where(near, activations, 0.0)
-    total = jnp.sum(weights, axis=-1)
-    cents = jnp.sum(weights * bin_cents(), axis=-1) / jnp.where(total > 0, total, 1.0)
-    # all-zero activations near the centre (sigmoid underflow) fall back to the centre bin
-    return jnp.where(total > 0, cents, bin_cents()[center_bin])
-
-
-def decode_local_average(activations: Float[AnyArray, "n_frames 360"]) -> Float[Array, " n_frames"]:
-    """f0 of each frame by the local weighted average around the argmax bin (marl/crepe ``to_local_average_cents``).
-
-    ``c = argmax_i a_i``; ``cents = sum_{|i - c| <= 4} a_i cents_i / sum_{|i - c| <= 4} a_i``;
-    ``f0_hz = 10 * 2 ** (cents / 1200)``. No fmin/fmax masking; gate unvoiced frames afterwards
-    (:func:`gate_by_confidence`). torchcrepe's ``weighted_argmax`` differs (it applies a second sigmoid to the
-    activations) and is ~5 cents less accurate.
-
-    Returns
-    -------
-    Float[Array, "n_frames"]
-        f0 in Hz, within 31.70 .. 2005.5 Hz.
-
-    See also
-    --------
-    decode_viterbi
-    """
-    activations = jnp.asarray(activations, jnp.float32)
-    return _cents_to_hz(_local_average_cents(activations, jnp.argmax(activations, axis=-1)))
-
-
-def _viterbi_tables() -> tuple[np.ndarray, np.ndarray, float]:
-    """log transition (from, to), log emission of (state, observed) when equal / unequal, log start."""
-    distance = np.abs(np.arange(N_BINS)[:, None] - np.arange(N_BINS)[None, :])
-    transition = np.maximum(_VITERBI_MAX_JUMP - distance, 0).astype(np.float64)
-    transition /= transition.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore"):
-        log_transition = np.log(transition)
-    off = (1.0 - _VITERBI_SELF_EMISSION) / N_BINS
-    log_emission = np.log([_VITERBI_SELF_EMISSION + off, off])
-    return log_transition.astype(np.float32), log_emission.astype(np.float32), -math.log(N_BINS)
-
-
-def _viterbi_path(observed: Int[Array, " n_frames"]) -> Int[Array, " n_frames"]:
-    log_transition, (log_hit, log_miss), log_start = _viterbi_tables()
-    # The transition matrix is banded (|i - j| < 12): each state j only looks at the 23 states i = j - 11 .. j + 11,
-    # laid out as band[d, j] = log p(j | j + d - 11) (-inf off the matrix), 16x less work per frame than 360 x 360.
-    reach = _VITERBI_MAX_JUMP - 1
-    offsets = np.arange(2 * reach + 1)[:, None] - reach  # [23, 1]
-    source = np.arange(N_BINS)[None, :] + offsets  # [23, 360]: i = j + d - 11
-    inside = (source >= 0) & (source < N_BINS)
-    band = np.where(inside, log_transition[np.clip(source, 0, N_BINS - 1), np.arange(N_BINS)[None, :]], -np.inf)
-    band = jnp.asarray(band.astype(np.float32))
-    states = jnp.arange(N_BINS)
-
-    def emission(obs: Int[Array, ""]) -> Float[Array, " 360"]:
-        return jnp.where(states == obs, log_hit, log_miss)
-
-    def forward(score: Float[Array, " 360"], obs: Int[Array, ""]) -> tuple[Float[Array, " 360"], Int[Array, " 360"]]:
-        padded = jnp.pad(score, reach, constant_values=-jnp.inf)
-        candidates = jnp.stack([padded[d : d + N_BINS] for d in range(2 * reach + 1)]) + band  # [23, 360]
-        best = jnp.argmax(candidates, axis=0)  # first maximum = lowest source state, as a full argmax would pick
-        best_from = (states + best - reach).astype(jnp.int16)
-        return jnp.max(candidates, axis=0) + emission(obs), best_from
-
-    last_score, back_pointers = lax.scan(forward, log_start + emission(observed[0]), observed[1:])
-
-    def backward(state: Int[Array, ""], pointers: Int[Array, " 360"]) -> tuple[Int[Array, ""], Int[Array, ""]]:
-        previous = pointers[state].astype(jnp.int32)
-        return previous, previous
-
-    last_state = jnp.argmax(last_score).astype(jnp.int32)
-    _, earlier = lax.scan(backward, last_state, back_pointers, reverse=True)
-    return jnp.concatenate([earlier, last_state[None]])
-
-
-def decode_viterbi(activations: Float[AnyArray, "n_frames 360"]) -> Float[Array, " n_frames"]:
-    """f0 of each frame by Viterbi smoothing of the argmax bins, then the local average around the path bin.
-
-    The marl/crepe ``to_viterbi_cents`` HMM: 360 hidden states (bins), uniform start, transition
-    ``p(j | i) ∝ max(12 - |i - j|, 0)`` (at most 11 bins = 220 cents per frame), observations the per-frame argmax
-    bin with emission ``p(o | s) = 0.1 [o = s] + 0.9 / 360``. The most likely state path (``lax.scan`` forward with
-    back-pointers, then a reverse scan) picks the centre bin of each frame's +-4-bin local average, as in
-    :func:`decode_local_average`. Unlike torchcrepe's ``viterbi`` decoder, which returns the 20-cent bin centres,
-    this keeps sub-bin resolution.
-
-    Parameters
-    ----------
-    activations
-        ``(n_frames, 360)`` from :func:`crepe_activations`.
-
-    Returns
-    -------
-    Float[Array, "n_frames"]
-        f0 in Hz. Memory: ``2 * 360`` bytes of back-pointers per frame.
-
-    See also
-    --------
-    decode_local_average
-    """
-    with jax.named_scope("crepe_decode_viterbi"):
-        activations = jnp.asarray(activations, jnp.float32)
-        path = _viterbi_path(jnp.argmax(activations, axis=-1).astype(jnp.int32))
-        return _cents_to_hz(_local_average_cents(activations, path))
-
-
-def gate_by_confidence(
-    f0_hz: Float[AnyArray, " n_frames"],
-    confidence: Float[AnyArray, " n_frames"],
-    *,
-    threshold: float = 0.5,
-    unvoiced_hz: float = 0.0,
-) -> Float[Array, " n_frames"]:
-    """Set f0 to ``unvoiced_hz`` on frames whose CREPE confidence is below ``threshold``.
-
-    CREPE's confidence (max activation) is near 1 on clear pitched notes and below ~0.3 on noise and silence;
-    torchcrepe's examples use 0.21, marl/crepe's plots 0.5.
-    """
-    return jnp.where(jnp.asarray(confidence) >= threshold, jnp.asarray(f0_hz, jnp.float32), unvoiced_hz)
-
-
-def gate_by_loudness(
-    f0_hz: Float[AnyArray, " n_frames"],
-    loudness_db: Float[AnyArray, " n_frames"],
-    *,
-    threshold_db: float = -60.0,
-    unvoiced_hz: float = 0.0,
-) -> Float[Array, " n_frames"]:
-    """Set f0 to ``unvoiced_hz`` on frames quieter than ``threshold_db`` (loudness on the same frame grid)."""
-    return jnp.where(jnp.asarray(loudness_db) >= threshold_db, jnp.asarray(f0_hz, jnp.float32), unvoiced_hz)
-
-
-def _resampling_filter(sample_rate: int) -> tuple[int, int, int, np.ndarray]:
-    """Polyphase Kaiser-windowed sinc table for ``sample_rate -> 16000``: (up, down, half_width, taps[up, 2W])."""
-    common = math.gcd(sample_rate, CREPE_SAMPLE_RATE)
-    up, down = CREPE_SAMPLE_RATE // common, sample_rate // common
-    cutoff = 0.94 * min(1.0, up / down)  # of the input Nyquist
-    zero_crossings = 24
-    half_width = math.ceil(zero_crossings / cutoff)
-    offsets = np.arange(-half_width + 1, half_width + 1)[None, :] - np.arange(up)[:, None] / up  # [phase, tap]
-    kaiser = np.i0(10.0 * np.sqrt(np.clip(1 - (offsets / half_width) ** 2, 0, 1))) / np.i0(10.0)
-    taps = cutoff * np.sinc(cutoff * offsets) * kaiser
-    taps /= taps.sum(axis=1, keepdims=True)
-    return up, down, half_width, taps.astype(np.float32)
-
-
 def resample_to_crepe_rate(audio: Float[AnyArray, " n_samples"], *, sample_rate: int) -> Float[Array, " n_out"]:
-    """Resample audio to CREPE's 16 kHz with a jit-able polyphase Kaiser-windowed sinc filter.
+    """Resample audio to CREPE's 16 kHz inside ``jit``/``vmap``: :func:`ddsp_core.resample.resample` to 16000 Hz.
 
-    Output sample ``n`` sits at input time ``tau = n * sample_rate / 16000`` and is
-    ``sum_k x[k] h(k - tau)``, ``h(t) = fc sinc(fc t) kaiser(t / W, beta=10)``, ``fc = 0.94 min(1, 16000 /
-    sample_rate)`` of the input Nyquist, 24 zero crossings each side (``W = ceil(24 / fc)`` input samples), each
-    of the ``up`` phases (``16000 / gcd``) normalised to unit DC gain; zeros outside the signal. This runs inside
-    ``jit``/``vmap`` (soxr and resampy are host-side numpy only) and keeps ~-90 dB stop-band, far below what moves
-    a CREPE pitch estimate: tones resampled from 44.1/48/22.05 kHz agree with soxr's to ~1e-3 (see tests).
-    Memory is bounded by computing output in blocks of 8192 samples.
+    A polyphase Kaiser-windowed sinc filter (~-90 dB stop-band), far below what moves a CREPE pitch estimate.
 
     Parameters
     ----------
@@ -644,27 +369,8 @@ def resample_to_crepe_rate(audio: Float[AnyArray, " n_samples"], *, sample_rate:
     Float[Array, "n_out"]
         ``ceil(n_samples * 16000 / sample_rate)`` samples at 16 kHz.
     """
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
-    audio = jnp.asarray(audio, jnp.float32)
-    if sample_rate == CREPE_SAMPLE_RATE:
-        return audio
     with jax.named_scope("crepe_resample"):
-        up, down, half_width, taps = _resampling_filter(sample_rate)
-        n_in = audio.shape[0]
-        n_out = -(-n_in * up // down)
-        padded = jnp.pad(audio, (half_width, half_width + 1))
-        taps = jnp.asarray(taps)
-        tap_index = jnp.arange(2 * half_width)
-
-        def one_sample(n: Int[Array, ""]) -> Float[Array, ""]:
-            # tau = n * down / up, split to stay inside int32 for hours of audio
-            q, r = n // up, n % up
-            base = q * down + (r * down) // up
-            phase = (r * down) % up
-            return jnp.dot(padded[base + 1 + tap_index], taps[phase], precision=lax.Precision.HIGHEST)
-
-        return lax.map(one_sample, jnp.arange(n_out), batch_size=min(n_out, 8192))
+        return resample(audio, sample_rate=sample_rate, target_sample_rate=CREPE_SAMPLE_RATE)
 
 
 def _check_finite(audio: AnyArray) -> None:
@@ -744,8 +450,7 @@ def estimate_f0(
     --------
     crepe_activations, decode_viterbi, decode_local_average, gate_by_confidence
     """
-    if chunk_frames < 1:
-        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    check_positive_int(chunk_frames=chunk_frames)
     if decoder not in ("viterbi", "local_average"):
         raise ValueError(f"decoder must be 'viterbi' or 'local_average', got {decoder!r}")
     _lax_precision(precision)

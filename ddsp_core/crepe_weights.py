@@ -58,6 +58,8 @@ from typing import Any
 import numpy as np
 import platformdirs
 
+from ddsp_core._crepe_architecture import CHANNEL_PATTERN, KERNEL_WIDTHS, N_BINS, POOLED_WIDTH
+
 __all__ = [
     "BATCH_NORM_EPSILON",
     "FETCH_COMMAND",
@@ -102,12 +104,7 @@ _CONVERTED_SHA256 = {
 """Content digests (see :func:`_arrays_sha256`) of the converted official weights."""
 
 _DIGEST_KEY = "__sha256__"
-_N_BLOCKS = 6
-_N_BINS = 360
-_FIRST_WIDTH = 512
-_WIDTH = 64
-_CHANNEL_PATTERN = (32, 4, 4, 4, 8, 16)
-"""Block output channels per unit of capacity: full is capacity 32, tiny capacity 4 (marl/crepe ``core.py``)."""
+_N_BLOCKS = len(KERNEL_WIDTHS)
 
 _MAX_PTH_BYTES = 512 * 1024 * 1024
 """Refuse .pth archives that would unpack to more than this (a CREPE full model is 89 MB)."""
@@ -358,11 +355,11 @@ def convert_state_dict(state_dict: dict[str, np.ndarray]) -> dict[str, np.ndarra
     for name in expected:
         if not np.issubdtype(state_dict[name].dtype, np.floating):
             raise WeightsFileError(f"not a CREPE state dict: {name} has dtype {state_dict[name].dtype}")
-    capacity = state_dict["conv1.weight"].shape[0] // _CHANNEL_PATTERN[0]
-    channels = [1] + [capacity * c for c in _CHANNEL_PATTERN]
+    capacity = state_dict["conv1.weight"].shape[0] // CHANNEL_PATTERN[0]
+    channels = [1] + [capacity * c for c in CHANNEL_PATTERN]
     arrays: dict[str, np.ndarray] = {}
     for i in range(1, _N_BLOCKS + 1):
-        width = _FIRST_WIDTH if i == 1 else _WIDTH
+        width = KERNEL_WIDTHS[i - 1]
         _expect_shape(state_dict, f"conv{i}.weight", (channels[i], channels[i - 1], width, 1))
         # torch (out, in, width, 1) -> (width, in, out)
         arrays[f"conv{i}.kernel"] = np.ascontiguousarray(state_dict[f"conv{i}.weight"][..., 0].transpose(2, 1, 0))
@@ -371,9 +368,9 @@ def convert_state_dict(state_dict: dict[str, np.ndarray]) -> dict[str, np.ndarra
         for torch_name, our_name in bn_names.items():
             _expect_shape(state_dict, f"conv{i}_BN.{torch_name}", (channels[i],))
             arrays[f"conv{i}.{our_name}"] = state_dict[f"conv{i}_BN.{torch_name}"]
-    _expect_shape(state_dict, "classifier.weight", (_N_BINS, 4 * channels[-1]))
+    _expect_shape(state_dict, "classifier.weight", (N_BINS, POOLED_WIDTH * channels[-1]))
     arrays["dense.kernel"] = np.ascontiguousarray(state_dict["classifier.weight"].T)
-    _expect_shape(state_dict, "classifier.bias", (_N_BINS,))
+    _expect_shape(state_dict, "classifier.bias", (N_BINS,))
     arrays["dense.bias"] = state_dict["classifier.bias"]
     return {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in arrays.items()}
 

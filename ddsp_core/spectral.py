@@ -16,14 +16,13 @@ are static keyword arguments (Python ints).
 """
 
 import functools
-from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
-from ddsp_core._typing import AnyArray
+from ddsp_core._typing import AnyArray, Padding
 from ddsp_core.core import power_to_db, safe_log
 
 __all__ = [
@@ -38,9 +37,6 @@ __all__ = [
     "spectral_loss_terms",
     "stft",
 ]
-
-Padding = Literal["center", "same", "valid"]
-"""How a signal is padded before framing (magenta ``spectral_ops.pad``): ``"center"``, ``"same"`` or ``"valid"``."""
 
 DEFAULT_FFT_SIZES: tuple[int, ...] = (2048, 1024, 512, 256, 128, 64)
 """FFT sizes of the multi-scale spectral loss in the DDSP paper and magenta's ae/solo-instrument configurations."""
