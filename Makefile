@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 weights: $(STAMP)
-	$(PY) -m ddsp_core.crepe_weights fetch
+	$(PY) -m train.weights fetch
 
 test: $(STAMP) weights
 	$(PY) -m pytest -q -n 2 --dist loadfile

