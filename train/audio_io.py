@@ -20,6 +20,7 @@ import soundfile
 import soxr
 
 from ddsp_core.core import hz_to_midi
+from ddsp_core.crepe_decoding import VOICED_CONFIDENCE
 from train import report
 from train.checkpoint import CheckpointError
 from train.data.features import FeatureConfig, compute_features
@@ -29,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 MIN_SECONDS = 0.25
 SILENCE_DB = -70.0
-VOICED_CONFIDENCE = 0.5
 
 
 def dataset_statistics(f0_hz: np.ndarray, f0_confidence: np.ndarray, loudness_db: np.ndarray) -> dict[str, float]:

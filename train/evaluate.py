@@ -17,6 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from ddsp_core.crepe_decoding import VOICED_CONFIDENCE
 from ddsp_core.spectral import multiscale_spectral_loss
 from train import modeling, report
 from train.config import Config
@@ -25,7 +26,6 @@ from train.data.features import extract_features
 
 logger = logging.getLogger(__name__)
 
-VOICED_CONFIDENCE = 0.5
 AUDIBLE_DB = -60.0
 
 
