@@ -131,7 +131,7 @@ def test_an_interrupted_cache_write_leaves_no_entry_and_the_next_run_recomputes(
     [
         ({"crepe_model": "medium"}, "crepe_model must be 'tiny' or 'full'"),
         ({"sample_rate": 22050}, "sample_rate must be 16000"),
-        ({"hop_size": 0}, "hop_size must be positive"),
+        ({"hop_size": 0}, "hop_size must be a positive integer"),
         ({"hop_size": 60}, "hop_size must divide sample_rate"),
     ],
 )

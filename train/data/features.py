@@ -31,6 +31,7 @@ from jaxtyping import Float
 from tqdm.auto import tqdm
 
 from ddsp_core import crepe, spectral
+from ddsp_core._checks import check_positive_int
 from ddsp_core._typing import AnyArray
 from train.data.dataset import DataError, load_npz, save_npz_atomic
 
@@ -70,11 +71,14 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         if self.crepe_model not in ("tiny", "full"):
             raise ValueError(f"crepe_model must be 'tiny' or 'full', got {self.crepe_model!r}")
-        if self.sample_rate != 16000:
-            raise ValueError(f"sample_rate must be 16000 (CREPE's rate), got {self.sample_rate}")
-        for name in ("hop_size", "loudness_n_fft", "batch_size", "chunk_frames"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.sample_rate != crepe.CREPE_SAMPLE_RATE:
+            raise ValueError(f"sample_rate must be {crepe.CREPE_SAMPLE_RATE} (CREPE's rate), got {self.sample_rate}")
+        check_positive_int(
+            hop_size=self.hop_size,
+            loudness_n_fft=self.loudness_n_fft,
+            batch_size=self.batch_size,
+            chunk_frames=self.chunk_frames,
+        )
         if self.sample_rate % self.hop_size:
             raise ValueError(f"hop_size must divide sample_rate={self.sample_rate}, got {self.hop_size}")
 
