@@ -63,7 +63,8 @@ def resample(
     target_sample_rate / sample_rate)`` of the input Nyquist, 24 zero crossings each side (``W = ceil(24 / fc)``
     input samples), each of the ``up`` phases (``target_sample_rate / gcd``) normalised to unit DC gain; zeros
     outside the signal. The stop-band is ~-90 dB: tones resampled between 44.1/48/22.05/16/8 kHz agree with
-    ``soxr``'s "VHQ" to ~1e-4 (see tests). Memory is bounded by computing output in blocks of 8192 samples.
+    ``soxr``'s "VHQ" to ~1e-5 (the tests allow 1e-4). Memory is bounded by computing output in blocks of 8192
+    samples.
 
     Parameters
     ----------
