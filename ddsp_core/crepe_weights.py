@@ -53,6 +53,7 @@ import numpy as np
 import platformdirs
 
 from ddsp_core._crepe_architecture import CHANNEL_PATTERN, KERNEL_WIDTHS, N_BINS, POOLED_WIDTH
+from ddsp_core._io import atomic_open
 
 __all__ = [
     "BATCH_NORM_EPSILON",
@@ -401,17 +402,8 @@ def save_weights(arrays: dict[str, np.ndarray], path: str | os.PathLike[str]) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = dict(arrays)
     payload[_DIGEST_KEY] = np.array(_arrays_sha256(arrays))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb", permissions=0o644) as handle:
+        np.savez(handle, **payload)
     return path
 
 

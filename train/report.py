@@ -7,7 +7,6 @@ never leaves a half-written PNG or WAV behind.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,37 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 
+from ddsp_core._io import atomic_open, write_text_atomic  # noqa: E402
 from ddsp_core.spectral import magnitudes  # noqa: E402
 
 
-def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    """Write mono float audio as 16-bit PCM WAV, atomically (peak-limited to [-1, 1])."""
-    temporary = path.with_name(f".{path.stem}.tmp.wav")
-    sf.write(temporary, np.clip(np.asarray(audio, np.float32), -1.0, 1.0), sample_rate, subtype="PCM_16")
-    os.replace(temporary, path)
+WAV_SUBTYPES = ("PCM_16", "FLOAT")
+"""WAV sample formats offered: 16-bit PCM (peak-limited to [-1, 1]) or 32-bit float (kept as computed)."""
+
+
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int, *, subtype: str = "PCM_16") -> None:
+    """Write mono float audio as a WAV file, atomically.
+
+    ``subtype`` ``"PCM_16"`` (default) clips to [-1, 1]; ``"FLOAT"`` writes 32-bit float samples unclipped.
+    Non-finite samples are refused (``ValueError``): a WAV must never hide a diverged model as full-scale noise.
+    """
+    if subtype not in WAV_SUBTYPES:
+        raise ValueError(f"WAV subtype {subtype!r}; expected one of {', '.join(WAV_SUBTYPES)}")
+    samples = np.asarray(audio, np.float32)
+    if not np.all(np.isfinite(samples)):
+        raise ValueError(f"refusing to write {path}: the audio holds NaN or infinite samples")
+    if subtype == "PCM_16":
+        samples = np.clip(samples, -1.0, 1.0)
+    with atomic_open(path, "wb") as handle:
+        sf.write(handle, samples, sample_rate, subtype=subtype, format="WAV")
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
-    temporary = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(temporary, dpi=110, bbox_inches="tight", format="png")
-    plt.close(figure)
-    os.replace(temporary, path)
+    try:
+        with atomic_open(path, "wb") as handle:
+            figure.savefig(handle, dpi=110, bbox_inches="tight", format="png")
+    finally:
+        plt.close(figure)
 
 
 def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
@@ -134,6 +149,4 @@ def write_markdown(path: Path, title: str, numbers: dict[str, Any], figures: lis
     lines += [f"![{Path(name).stem}]({name})" for name in figures]
     lines += ["", "## Audio", ""]
     lines += [f"- [{Path(name).name}]({name})" for name in audio]
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("\n".join(lines) + "\n")
-    os.replace(temporary, path)
+    write_text_atomic(path, "\n".join(lines) + "\n")

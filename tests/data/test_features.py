@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from ddsp_core import crepe, spectral
+from ddsp_core import _io, crepe, spectral
 from train.data import dataset, features
 from train.data.dataset import DataError
 from train.data.features import FeatureConfig, cached_features, compute_features
@@ -111,16 +111,16 @@ def test_an_interrupted_cache_write_leaves_no_entry_and_the_next_run_recomputes(
     clips, clip_features, tmp_path, monkeypatch
 ):
     monkeypatch.setattr(features, "compute_features", lambda *args, **kwargs: clip_features)
-    real_replace = dataset.os.replace
+    real_replace = _io.os.replace
 
     def killed_before_rename(source, destination):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dataset.os, "replace", killed_before_rename)
+    monkeypatch.setattr(_io.os, "replace", killed_before_rename)
     with pytest.raises(KeyboardInterrupt):
         cached_features(clips, CONFIG, cache_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []  # no entry, no temporary file
-    monkeypatch.setattr(dataset.os, "replace", real_replace)
+    monkeypatch.setattr(_io.os, "replace", real_replace)
     recomputed = cached_features(clips, CONFIG, cache_dir=tmp_path)
     assert recomputed["f0_hz"].shape == (3, 125)
     assert len(list(tmp_path.glob("features-*.npz"))) == 1

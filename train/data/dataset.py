@@ -34,8 +34,6 @@ import hashlib
 import io
 import json
 import logging
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -43,6 +41,8 @@ from typing import Any
 
 import jax
 import numpy as np
+
+from ddsp_core._io import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -64,21 +64,6 @@ _ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
 class DataError(ValueError):
     """A dataset, file or cache that cannot be used; the message names the path and what was expected."""
-
-
-def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a temporary file in the same folder and :func:`os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            tmp.write(payload)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -110,13 +95,15 @@ def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
 
 def save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write :func:`npz_bytes` of ``arrays`` to ``path`` atomically (temporary file, then rename)."""
-    _atomic_write_bytes(Path(path), npz_bytes(arrays))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, npz_bytes(arrays))
 
 
 def save_json_atomic(path: Path, document: Mapping[str, Any]) -> None:
     """Write ``document`` as sorted, indented JSON to ``path`` atomically."""
     text = json.dumps(document, indent=2, sort_keys=True) + "\n"
-    _atomic_write_bytes(Path(path), text.encode())
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, text.encode())
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
