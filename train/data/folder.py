@@ -13,7 +13,9 @@ truncated WAV (its header declares more sample data than the file holds), a file
 holding NaN or infinite samples. If nothing usable remains, or the folder is empty or missing, preparing stops
 with :class:`~train.data.dataset.DataError` naming the folder.
 
-Splits: chunks are assigned to train/validation/test by :func:`~train.data.dataset.assign_splits` on their ids;
+Splits: chunks are assigned to train/validation/test by :func:`~train.data.dataset.assign_splits` on their ids
+(by default about 10 % validation and 10 % test; ``validation_fraction`` / ``test_fraction``, in the config
+``data.validation_fraction`` / ``data.test_fraction``, change that, down to 0);
 when chunks overlap (``hop_seconds < example_seconds``) a chunk overlapping one of a held-out split (test first,
 then validation) in the same file is dropped, so no audio is shared between splits.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +161,8 @@ def prepare_folder(
     hop_seconds: float | None = None,
     silence_db: float = -50.0,
     crepe_model: str = "full",
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
     cache_dir: Path | None = None,
     progress: bool = True,
 ) -> Path:
@@ -177,6 +182,9 @@ def prepare_folder(
         Chunks with an RMS level below this, dBFS, are dropped.
     crepe_model
         ``"tiny"`` or ``"full"`` CREPE for f0.
+    validation_fraction, test_fraction
+        Shares of the examples held out for validation and test (:func:`~train.data.dataset.assign_splits`);
+        0 holds out none, so a small folder can go entirely to training.
     cache_dir
         Feature cache folder; default ``out_dir / "cache"``.
     progress
@@ -200,22 +208,11 @@ def prepare_folder(
     --------
     load_audio : decoding one file.
     """
-    folder = Path(folder)
-    out_dir = Path(out_dir)
+    folder, out_dir = Path(folder), Path(out_dir)
     hop_seconds = example_seconds if hop_seconds is None else hop_seconds
-    if example_seconds <= 0 or hop_seconds <= 0:
-        raise ValueError(f"example_seconds and hop_seconds must be positive, got {example_seconds=}, {hop_seconds=}")
     feature_config = FeatureConfig(crepe_model=crepe_model)
-    sample_rate = feature_config.sample_rate
-    n_samples = int(round(example_seconds * sample_rate))
-    hop_samples = int(round(hop_seconds * sample_rate))
-    if n_samples < feature_config.hop_size:
-        raise ValueError(f"example_seconds={example_seconds} is shorter than one frame")
-    if not folder.is_dir():
-        raise DataError(f"{folder}: not a folder (expected a folder of WAV/FLAC/OGG files)")
-    files = _files(folder)
-    if not files:
-        raise DataError(f"{folder}: the folder is empty (expected WAV/FLAC/OGG files)")
+    n_samples, hop_samples = _chunk_sizes(example_seconds, hop_seconds, feature_config)
+    files = _audio_files(folder)
     build = {
         "source": "folder",
         "folder": str(folder.resolve()),
@@ -223,76 +220,125 @@ def prepare_folder(
         "example_seconds": example_seconds,
         "hop_seconds": hop_seconds,
         "silence_db": silence_db,
+        "split_fractions": {"validation": validation_fraction, "test": test_fraction},
         "features": feature_config.to_dict(),
     }
     if _build.is_up_to_date(out_dir, build):
         logger.info("%s is up to date (folder %s)", out_dir, folder)
         return out_dir
+    chunks = _read_chunks(folder, files, n_samples=n_samples, hop_samples=hop_samples, silence_db=silence_db,
+                          sample_rate=feature_config.sample_rate)
+    if not chunks.ids:
+        raise DataError(
+            f"{folder}: no usable example ({len(files)} files, {len(chunks.skipped)} skipped, {chunks.n_silent} "
+            f"silent chunks; expected audio at least {example_seconds} s long and louder than {silence_db} dBFS)"
+        )
+    split_of_id = assign_splits(chunks.ids, validation_fraction=validation_fraction, test_fraction=test_fraction)
+    kept = _kept_without_overlap(chunks, split_of_id, n_samples)
+    logger.info(
+        "%s: %d examples from %d files (%d skipped, %d silent chunks, %d dropped for split overlap)",
+        folder, len(kept), len(files) - len(chunks.skipped), len(chunks.skipped), chunks.n_silent,
+        len(chunks.ids) - len(kept),
+    )
+    return _build.build_dataset(
+        out_dir,
+        _examples(chunks, kept),
+        build=build,
+        details={
+            "n_files": len(files),
+            "n_silent_chunks": chunks.n_silent,
+            "n_overlap_dropped": int(len(chunks.ids) - len(kept)),
+        },
+        skipped=chunks.skipped,
+        feature_config=feature_config,
+        cache_dir=cache_dir,
+        progress=progress,
+        split_of_group={chunks.ids[i]: split_of_id[chunks.ids[i]] for i in kept},
+    )
 
-    skipped: list[dict[str, str]] = []
-    chunks, ids, starts_of, names = [], [], [], []
-    n_silent = 0
+
+def _chunk_sizes(example_seconds: float, hop_seconds: float, feature_config: FeatureConfig) -> tuple[int, int]:
+    """(n_samples, hop_samples) of the examples, after checking the lengths."""
+    if example_seconds <= 0 or hop_seconds <= 0:
+        raise ValueError(f"example_seconds and hop_seconds must be positive, got {example_seconds=}, {hop_seconds=}")
+    n_samples = int(round(example_seconds * feature_config.sample_rate))
+    if n_samples < feature_config.hop_size:
+        raise ValueError(f"example_seconds={example_seconds} is shorter than one frame")
+    return n_samples, int(round(hop_seconds * feature_config.sample_rate))
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    """The candidate files of ``folder``; :class:`DataError` when it is missing or empty."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder (expected a folder of WAV/FLAC/OGG files)")
+    files = _files(folder)
+    if not files:
+        raise DataError(f"{folder}: the folder is empty (expected WAV/FLAC/OGG files)")
+    return files
+
+
+@dataclass
+class _Chunks:
+    """The loud chunks of every readable file, with their ids, start samples and file names."""
+
+    audio: list[np.ndarray] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    n_silent: int = 0
+
+
+def _read_chunks(folder: Path, files: list[Path], *, n_samples: int, hop_samples: int, silence_db: float,
+                 sample_rate: int) -> _Chunks:
+    """Decode each file and cut it into loud chunks; a bad or short file is skipped with a warning."""
+    chunks = _Chunks()
     for path in files:
         name = str(path.relative_to(folder))
         try:
             audio = load_audio(path, sample_rate=sample_rate)
         except DataError as error:
             logger.warning("skipping %s", error)
-            skipped.append({"file": name, "reason": str(error).removeprefix(f"{path}: ")})
+            chunks.skipped.append({"file": name, "reason": str(error).removeprefix(f"{path}: ")})
             continue
         if len(audio) < n_samples:
-            reason = f"shorter than one example ({len(audio) / sample_rate:.2f} s, expected >= {example_seconds} s)"
+            reason = (f"shorter than one example ({len(audio) / sample_rate:.2f} s, expected >= "
+                      f"{n_samples / sample_rate} s)")
             logger.warning("skipping %s: %s", path, reason)
-            skipped.append({"file": name, "reason": reason})
+            chunks.skipped.append({"file": name, "reason": reason})
             continue
         file_chunks = chunk_audio(audio, n_samples=n_samples, hop_samples=hop_samples)
         loud = rms_db(file_chunks) >= silence_db
-        n_silent += int(np.sum(~loud))
+        chunks.n_silent += int(np.sum(~loud))
         for index in np.flatnonzero(loud):
-            chunks.append(file_chunks[index])
-            ids.append(f"{name}@{index * hop_samples / sample_rate:.3f}s")
-            starts_of.append(int(index * hop_samples))
-            names.append(name)
-    if not chunks:
-        raise DataError(
-            f"{folder}: no usable example ({len(files)} files, {len(skipped)} skipped, {n_silent} silent chunks; "
-            f"expected audio at least {example_seconds} s long and louder than {silence_db} dBFS)"
-        )
-    split_of_id = assign_splits(ids)
-    keep = np.ones(len(ids), bool)
-    for name in sorted(set(names)):
-        rows = [i for i, n in enumerate(names) if n == name]
-        mask = _drop_overlaps([starts_of[i] for i in rows], [split_of_id[ids[i]] for i in rows], n_samples)
-        keep[rows] = mask
-    kept = np.flatnonzero(keep)
-    examples = {
-        "audio": np.stack([chunks[i] for i in kept]),
+            chunks.audio.append(file_chunks[index])
+            chunks.ids.append(f"{name}@{index * hop_samples / sample_rate:.3f}s")
+            chunks.starts.append(int(index * hop_samples))
+            chunks.names.append(name)
+    return chunks
+
+
+def _kept_without_overlap(chunks: _Chunks, split_of_id: dict[str, str], n_samples: int) -> np.ndarray:
+    """Indices of the chunks kept after dropping those overlapping a held-out chunk of the same file."""
+    keep = np.ones(len(chunks.ids), bool)
+    for name in sorted(set(chunks.names)):
+        rows = [i for i, n in enumerate(chunks.names) if n == name]
+        keep[rows] = _drop_overlaps([chunks.starts[i] for i in rows], [split_of_id[chunks.ids[i]] for i in rows],
+                                    n_samples)
+    return np.flatnonzero(keep)
+
+
+def _examples(chunks: _Chunks, kept: np.ndarray) -> dict[str, np.ndarray]:
+    """The example columns of the kept chunks (pitch and velocity unknown: -1)."""
+    return {
+        "audio": np.stack([chunks.audio[i] for i in kept]),
         "pitch": np.full(len(kept), -1, np.int32),
         "velocity": np.full(len(kept), -1, np.int32),
-        "instrument": np.asarray([names[i] for i in kept], dtype=str),
+        "instrument": np.asarray([chunks.names[i] for i in kept], dtype=str),
         "family": np.full(len(kept), "", dtype="<U1"),
-        "id": np.asarray([ids[i] for i in kept], dtype=str),
-        "group": np.asarray([ids[i] for i in kept], dtype=str),
+        "id": np.asarray([chunks.ids[i] for i in kept], dtype=str),
+        "group": np.asarray([chunks.ids[i] for i in kept], dtype=str),
     }
-    logger.info(
-        "%s: %d examples from %d files (%d skipped, %d silent chunks, %d dropped for split overlap)",
-        folder, len(kept), len(files) - len(skipped), len(skipped), n_silent, len(ids) - len(kept),
-    )
-    return _build.build_dataset(
-        out_dir,
-        examples,
-        build=build,
-        details={
-            "n_files": len(files),
-            "n_silent_chunks": n_silent,
-            "n_overlap_dropped": int(len(ids) - len(kept)),
-        },
-        skipped=skipped,
-        feature_config=feature_config,
-        cache_dir=cache_dir,
-        progress=progress,
-        split_of_group={ids[i]: split_of_id[ids[i]] for i in kept},
-    )
 
 
 __all__ = ["chunk_audio", "load_audio", "prepare_folder", "rms_db"]
