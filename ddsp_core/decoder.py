@@ -75,7 +75,7 @@ def scale_decoder_inputs(
     f0_hz : Float[AnyArray, "n_frames"]
         Fundamental frequency per frame, Hz. 0 Hz (unvoiced) maps to MIDI 0.
     loudness_db : Float[AnyArray, "n_frames"]
-        A-weighted loudness per frame, dB (about -80 .. 0).
+        A-weighted loudness per frame, dB (>= -80; loud notes reach about +25, see ``compute_loudness``).
 
     Returns
     -------

@@ -10,7 +10,8 @@ Subcommands::
     ddsp-train transfer runs/demo voice.wav out.wav --octave-shift 1 --loudness-shift -6
 
 Every expected failure (bad config key, missing or incompatible checkpoint, unreadable audio, an output path that
-is a file, silent input...) prints one line ``ddsp-train: error: ...`` and exits with status 2, writing nothing.
+is a file, silent input, a NaN or infinite number, a diverged run, a read-only or full disk...) prints one line
+``ddsp-train: error: ...`` and exits with status 2, writing nothing half-done. ``--verbose`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -18,23 +19,54 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
 
-from train.checkpoint import CheckpointError
+from ddsp_core._io import write_text_atomic
+from train.checkpoint import CheckpointError, parse_choice
 from train.config import Config, ConfigError, apply_overrides, preset
 
 logger = logging.getLogger("train")
 
-EXPECTED_ERRORS = (ConfigError, CheckpointError, ValueError, FileNotFoundError, NotADirectoryError,
-                   FloatingPointError)
+EXPECTED_ERRORS = (ConfigError, CheckpointError, ValueError, OSError, FloatingPointError)
+WAV_FORMATS = {"pcm16": "PCM_16", "float": "FLOAT"}
+NOISY_LOGGERS = ("absl", "orbax", "asyncio", "jax._src.distributed")
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (NaN and infinities are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="demo", help="demo | nsynth | folder | tiny (default: demo)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config field, e.g. --set train.n_steps=200 (repeatable)")
+    parser.add_argument("--overwrite-dataset", action="store_true",
+                        help="allow replacing a prepared dataset of another source/preset at data.dataset_dir")
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser, *, step: bool = True) -> None:
+    if step:
+        parser.add_argument("--step", default="newest", type=parse_choice, metavar="N|best|newest",
+                            help="which checkpoint: a step number, best (lowest validation loss) or newest (default)")
+    parser.add_argument("--wav-format", default="pcm16", choices=sorted(WAV_FORMATS),
+                        help="pcm16 (16-bit, clipped to [-1, 1]; default) or float (32-bit float, unclipped)")
 
 
 def build_config(args: argparse.Namespace) -> Config:
@@ -50,11 +82,51 @@ def dataset_dir(config: Config) -> Path:
     return Path("data") / f"{config.data.source}-{name}-{config.data.crepe_model}"
 
 
-def prepare(config: Config) -> Path:
-    """Build (or reuse) the prepared dataset of ``config``; return its folder."""
+def _dataset_identity(build: dict) -> str:
+    """What a prepared dataset is a dataset *of* (source and preset, folder or NSynth config), from its build."""
+    source = build.get("source", "unknown")
+    detail = {"offline": (build.get("preset") or {}).get("name"), "folder": build.get("folder"),
+              "nsynth-tfds": build.get("config")}.get(source)
+    return f"{source} {detail}" if detail else str(source)
+
+
+def _wanted_identity(config: Config) -> str:
+    source = config.data.source
+    if source == "offline":
+        return f"offline {config.data.preset}"
+    if source == "folder":
+        return f"folder {Path(config.data.folder).expanduser().resolve()}"
+    return f"nsynth-tfds {config.data.nsynth_config}"
+
+
+def check_dataset_dir(config: Config, out_dir: Path, *, overwrite: bool) -> None:
+    """Refuse to replace a prepared dataset at ``out_dir`` that is of another source/preset (unless ``overwrite``)."""
+    from train.data import DataError, load_manifest
+
+    if overwrite or not (out_dir / "manifest.json").exists():
+        return
+    try:
+        existing = _dataset_identity(load_manifest(out_dir).get("build", {}))
+    except DataError:
+        return
+    wanted = _wanted_identity(config)
+    if existing != wanted:
+        raise ConfigError(
+            f"data.dataset_dir {out_dir} holds a prepared dataset of {existing}, not {wanted}; choose another "
+            "data.dataset_dir or pass --overwrite-dataset to replace it"
+        )
+
+
+def prepare(config: Config, *, overwrite: bool = False) -> Path:
+    """Build (or reuse) the prepared dataset of ``config``; return its folder.
+
+    Raises:
+        ConfigError: ``data.dataset_dir`` holds a dataset of another source or preset and ``overwrite`` is false.
+    """
     from train import data
 
     out_dir = dataset_dir(config)
+    check_dataset_dir(config, out_dir, overwrite=overwrite)
     source = config.data.source
     if source == "offline":
         return data.prepare_offline(config.data.preset, out_dir, crepe_model=config.data.crepe_model)
@@ -63,15 +135,20 @@ def prepare(config: Config) -> Path:
             raise ConfigError("data.folder is empty; give the audio folder with --set data.folder=PATH")
         folder = Path(config.data.folder).expanduser()
         return data.prepare_folder(folder, out_dir, crepe_model=config.data.crepe_model,
-                                   example_seconds=config.data.example_seconds)
+                                   example_seconds=config.data.example_seconds,
+                                   validation_fraction=config.data.validation_fraction,
+                                   test_fraction=config.data.test_fraction)
     if source == "nsynth":
         return data.prepare_nsynth(config.data.nsynth_config, out_dir, crepe_model=config.data.crepe_model)
     raise ConfigError(f"data.source={source!r}; expected offline, folder or nsynth")
 
 
 def _command_prepare(args: argparse.Namespace) -> int:
-    path = prepare(build_config(args))
-    print(f"prepared dataset: {path}")
+    from train.data import load_manifest
+
+    path = prepare(build_config(args), overwrite=args.overwrite_dataset)
+    counts = load_manifest(path).get("counts", {})
+    print(f"prepared dataset: {path} ({', '.join(f'{name} {count}' for name, count in counts.items())} examples)")
     return 0
 
 
@@ -79,28 +156,38 @@ def _command_fit(args: argparse.Namespace) -> int:
     from train.fit import fit
 
     config = build_config(args)
-    summary = fit(config, prepare(config), resume=args.resume)
+    summary = fit(config, prepare(config, overwrite=args.overwrite_dataset), resume=args.resume)
     _print_fit_summary(summary)
     return 0
+
+
+def describe_change(first: float, last: float) -> str:
+    """``"12.3% lower"``, ``"4.0% higher"`` or ``"unchanged"``: how ``last`` compares with ``first``."""
+    if last == first:
+        return "unchanged"
+    change = 100.0 * abs(first - last) / abs(first) if first else math.inf
+    return f"{change:.1f}% {'lower' if last < first else 'higher'}"
 
 
 def _print_fit_summary(summary: dict) -> None:
     validation = summary["validation"]
     if len(validation) >= 2:
         (first_step, first), (last_step, last) = validation[0], validation[-1]
-        drop = 100.0 * (first - last) / first
         print(f"validation spectral loss: {first:.4f} at step {first_step} -> {last:.4f} at step {last_step} "
-              f"({drop:.1f}% lower)")
+              f"({describe_change(first, last)})")
+    if summary.get("best_step") is not None:
+        print(f"best validation checkpoint: step {summary['best_step']} (use --step best)")
 
 
 def _command_evaluate(args: argparse.Namespace) -> int:
+    from train.checkpoint import load_trained
     from train.evaluate import evaluate_run
-    from train.fit import load_trained
 
-    config, params, static = load_trained(Path(args.run))
+    config, params, static, loaded = load_trained(Path(args.run), args.step)
     out_dir = Path(args.out) if args.out else Path(args.run) / "report"
     numbers = evaluate_run(config, params, static, Path(args.dataset) if args.dataset else dataset_dir(config),
-                           out_dir, max_examples=args.examples)
+                           out_dir, max_examples=args.examples, checkpoint=loaded.describe(),
+                           wav_subtype=WAV_FORMATS[args.wav_format])
     _print_numbers(numbers, out_dir)
     return 0
 
@@ -114,35 +201,44 @@ def _print_numbers(numbers: dict, out_dir: Path) -> None:
 def _command_audio(args: argparse.Namespace) -> int:
     from train.audio_io import resynthesize_file
 
-    resynthesize_file(
+    _, checkpoint = resynthesize_file(
         Path(args.run), Path(args.input), Path(args.output),
         octave_shift=getattr(args, "octave_shift", 0.0), loudness_shift_db=getattr(args, "loudness_shift", 0.0),
-        auto_adjust=getattr(args, "auto_adjust", False),
+        auto_adjust=getattr(args, "auto_adjust", False), step=args.step, wav_subtype=WAV_FORMATS[args.wav_format],
     )
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output} with {checkpoint}")
     return 0
 
 
 def _command_demo(args: argparse.Namespace) -> int:
+    from train.checkpoint import load_trained
     from train.evaluate import evaluate_run
-    from train.fit import fit, load_trained
+    from train.fit import fit
 
     config = build_config(args)
-    path = prepare(config)
+    path = prepare(config, overwrite=args.overwrite_dataset)
     summary = fit(config, path, resume=args.resume)
-    config, params, static = load_trained(Path(config.run_dir))
+    config, params, static, loaded = load_trained(Path(config.run_dir), args.step)
     out_dir = Path(config.run_dir) / "report"
-    numbers = evaluate_run(config, params, static, path, out_dir)
+    numbers = evaluate_run(config, params, static, path, out_dir, checkpoint=loaded.describe(),
+                           wav_subtype=WAV_FORMATS[args.wav_format])
     _print_fit_summary(summary)
     _print_numbers(numbers, out_dir)
-    (Path(config.run_dir) / "summary.json").write_text(json.dumps(
+    write_text_atomic(Path(config.run_dir) / "summary.json", json.dumps(
         {"validation": summary["validation"], "test": numbers}, indent=2, default=float))
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (``ddsp-train: error: ...``) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"ddsp-train: error: {message} (see {self.prog} --help)\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
     """The ``ddsp-train`` argument parser."""
-    parser = argparse.ArgumentParser(prog="ddsp-train", description=__doc__.split("\n")[0])
+    parser = _OneLineParser(prog="ddsp-train", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log at INFO level and show full tracebacks instead of one-line errors")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -150,6 +246,7 @@ def make_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="prepare the offline set, train, evaluate, write the report")
     _add_config_arguments(demo)
     demo.add_argument("--resume", action="store_true", help="continue from the run's newest checkpoint")
+    _add_output_arguments(demo)
     demo.set_defaults(handler=_command_demo)
 
     prep = commands.add_parser("prepare", help="build a dataset and its f0/loudness features")
@@ -165,7 +262,8 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run", help="run folder (or its checkpoints folder)")
     evaluate.add_argument("--out", help="output folder (default: RUN/report)")
     evaluate.add_argument("--dataset", help="prepared dataset folder (default: the run config's)")
-    evaluate.add_argument("--examples", type=int, default=32, help="test examples to evaluate (default 32)")
+    evaluate.add_argument("--examples", type=positive_int, default=32, help="test examples to evaluate (default 32)")
+    _add_output_arguments(evaluate)
     evaluate.set_defaults(handler=_command_evaluate)
 
     for name, text in (("resynthesize", "audio in -> features -> model -> audio out"),
@@ -174,9 +272,10 @@ def make_parser() -> argparse.ArgumentParser:
         sub.add_argument("run", help="trained run folder")
         sub.add_argument("input", help="input audio file (WAV/FLAC/OGG, any rate, mono or stereo)")
         sub.add_argument("output", help="output WAV (same sample rate and length as the input)")
+        _add_output_arguments(sub)
         if name == "transfer":
-            sub.add_argument("--octave-shift", type=float, default=0.0, help="shift f0 by this many octaves")
-            sub.add_argument("--loudness-shift", type=float, default=0.0, help="add this many dB to loudness")
+            sub.add_argument("--octave-shift", type=finite_float, default=0.0, help="shift f0 by this many octaves")
+            sub.add_argument("--loudness-shift", type=finite_float, default=0.0, help="add this many dB to loudness")
             sub.add_argument("--auto-adjust", action="store_true",
                              help="shift octave and loudness towards the training data's mean pitch and loudness")
         sub.set_defaults(handler=_command_audio)
@@ -201,16 +300,24 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    for name in NOISY_LOGGERS:  # orbax and asyncio log their own tracebacks of an error we report in one line
+        logging.getLogger(name).setLevel(logging.INFO if args.verbose else logging.CRITICAL)
     enable_compilation_cache()
     try:
         return args.handler(args)
     except EXPECTED_ERRORS as error:
         if args.verbose:
             raise
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"ddsp-train: error: {message}", file=sys.stderr)
+        print(f"ddsp-train: error: {error_line(error)}", file=sys.stderr)
         return 2
+
+
+def error_line(error: BaseException) -> str:
+    """One line for the user; an OSError names its path and the reason (``runs/x/config.json: Permission
+    denied``)."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def run_model(config: Config, params: Any, static: Any, f0_hz: np.ndarray, loudn
     forward = jax.jit(modeling.batch_outputs(config, static))
     outputs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(f0_hz), batch_size):
-        key = jax.random.fold_in(jax.random.PRNGKey(seed), start)
+        key = jax.random.fold_in(jax.random.key(seed), start)
         result = forward(params, f0_hz[start : start + batch_size], loudness_db[start : start + batch_size], key)
         for name, value in result.items():
             outputs.setdefault(name, []).append(np.asarray(value))
@@ -56,8 +56,13 @@ def run_model(config: Config, params: Any, static: Any, f0_hz: np.ndarray, loudn
 
 
 def evaluate_run(config: Config, params: Any, static: Any, dataset_dir: Path, out_dir: Path,
-                 *, max_examples: int = 32, n_audio_examples: int = 3) -> dict[str, Any]:
-    """Evaluate on the test split; write WAVs, figures and ``report.md`` into ``out_dir``; return the numbers."""
+                 *, max_examples: int = 32, n_audio_examples: int = 3, checkpoint: str = "",
+                 wav_subtype: str = "PCM_16") -> dict[str, Any]:
+    """Evaluate on the test split; write WAVs, figures and ``report.md`` into ``out_dir``; return the numbers.
+
+    ``checkpoint`` (which checkpoint the parameters come from) is reported with the numbers; ``wav_subtype`` is
+    ``"PCM_16"`` or ``"FLOAT"`` (:func:`train.report.write_wav`).
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"output directory {out_dir} is a file; expected a folder")
     test = load_split(dataset_dir, "test")
@@ -72,6 +77,7 @@ def evaluate_run(config: Config, params: Any, static: Any, dataset_dir: Path, ou
     features = extract_features(resynthesis, crepe_model=config.data.crepe_model)
     voiced = (test["f0_confidence"][:count] >= VOICED_CONFIDENCE) & (test["loudness_db"][:count] > AUDIBLE_DB)
     numbers = {
+        **({"checkpoint": checkpoint} if checkpoint else {}),
         "test examples": count,
         "spectral_loss": loss,
         "f0_error_cents": cents_error(test["f0_hz"][:count], features["f0_hz"], voiced),
@@ -86,7 +92,7 @@ def evaluate_run(config: Config, params: Any, static: Any, dataset_dir: Path, ou
         for kind, signal in (("input", audio[index]), ("resynthesis", resynthesis[index]),
                              ("harmonic", outputs["harmonic"][index]), ("noise", outputs["noise"][index])):
             name = f"example{index}_{kind}.wav"
-            report.write_wav(out_dir / name, signal, sample_rate)
+            report.write_wav(out_dir / name, signal, sample_rate, subtype=wav_subtype)
             audio_files.append(name)
     figures = {
         "spectrograms.png": lambda p: report.plot_spectrograms(

@@ -13,9 +13,17 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import optax
 
 from ddsp_core.model import DDSPAutoencoder, autoencode
 from train.config import Config
+
+
+def make_optimizer(config: Config) -> optax.GradientTransformation:
+    """``clip_by_global_norm(grad_clip) -> adam(lr * decay_rate ** (step / decay_steps))`` (design.md 6)."""
+    train = config.train
+    schedule = optax.exponential_decay(train.learning_rate, train.decay_steps, train.decay_rate)
+    return optax.chain(optax.clip_by_global_norm(train.grad_clip), optax.adam(schedule))
 
 
 def build_model(config: Config, key: jax.Array) -> DDSPAutoencoder:

@@ -45,9 +45,9 @@ def _tiny_args(run_dir: Path, dataset: Path, *extra: str) -> list[str]:
 def _final_params(run_dir: Path) -> list[np.ndarray]:
     import jax
 
-    from train.fit import load_trained
+    from train.checkpoint import load_trained
 
-    _, params, _ = load_trained(run_dir)
+    _, params, _, _ = load_trained(run_dir)
     return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(params)]
 
 
@@ -114,7 +114,10 @@ def test_fit_writes_metrics_config_and_checkpoints(trained_run):
     assert [r["step"] for r in records if r["split"] == "validation"] == [0, 3, 6]
     assert all(np.isfinite(r["loss"]) for r in records)
     assert json.loads((trained_run / "config.json").read_text())["preset"] == "tiny"
-    assert sorted(int(p.name) for p in (trained_run / "checkpoints").iterdir()) == [4, 6]  # keep_checkpoints=2
+    validation = {r["step"]: r["loss"] for r in records if r["split"] == "validation" and r["step"] > 0}
+    best = min(validation, key=validation.get)
+    # keep_checkpoints=2 newest, plus the step with the lowest validation loss
+    assert sorted(int(p.name) for p in (trained_run / "checkpoints").iterdir()) == sorted({4, 6, best})
 
 
 def test_evaluate_on_a_tiny_checkpoint_writes_the_report(trained_run, tiny_dataset, tmp_path):
@@ -165,7 +168,7 @@ def test_bad_inputs_exit_nonzero_with_one_line(tmp_path, tiny_dataset, trained_r
     a_file.write_text("x")
     cases = [
         (["evaluate", str(tmp_path / "missing")], "does not exist"),
-        (["evaluate", str(corrupt)], "unreadable"),
+        (["evaluate", str(corrupt)], "is corrupt or incomplete"),
         (["fit", "--preset", "tiny", "--set", "train.n_stepz=3"], "unknown config key 'train.n_stepz'"),
         (["fit", *_tiny_args(a_file, tiny_dataset)], "is a file"),
         (["evaluate", str(trained_run), "--out", str(a_file)], "is a file"),
