@@ -22,6 +22,7 @@ __all__ = [
     "db_to_amplitude",
     "db_to_power",
     "exp_sigmoid",
+    "hann_window",
     "harmonic_frequencies",
     "hz_to_midi",
     "midi_to_hz",
@@ -569,9 +570,53 @@ def upsample_linear(inputs: Float[AnyArray, "n_frames n_channels"], n_samples: i
         return below + (above - below) * lerp
 
 
+def hann_window(size: int, *, periodic: bool = True) -> np.ndarray:
+    """Hann window as a NumPy float64 constant: ``0.5 - 0.5 cos(2 pi n / D)``, ``n = 0 .. size - 1``.
+
+    ``D = size`` for the periodic window (``periodic=True``, the default: the DFT-even window of spectral analysis,
+    ``scipy.signal.get_window("hann", size)``) and ``D = size - 1`` for the symmetric one (``numpy.hanning``).
+    Built at trace time, so under ``jit`` it is a constant.
+
+    Parameters
+    ----------
+    size : int
+        Window length in samples, >= 1 (a symmetric window of length 1 is ``[1.0]``).
+    periodic : bool
+        Periodic (default) or symmetric.
+
+    Returns
+    -------
+    numpy.ndarray, shape (size,), float64
+        The window.
+
+    Raises
+    ------
+    ValueError
+        If ``size < 1``.
+
+    Notes
+    -----
+    ``tf.signal.hann_window(size, periodic=True)`` is periodic only for even ``size``; for odd ``size`` it returns
+    the symmetric window. Code that must match TensorFlow passes ``periodic=size % 2 == 0``.
+
+    Examples
+    --------
+    >>> hann_window(4)
+    array([0. , 0.5, 1. , 0.5])
+    >>> hann_window(3, periodic=False)
+    array([0., 1., 0.])
+    """
+    if size < 1:
+        raise ValueError(f"size must be a positive number of samples, got {size}")
+    if not periodic and size == 1:
+        return np.ones(1)
+    period = size if periodic else size - 1
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(size) / period)
+
+
 def _hann_crossfade(hop_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Falling and rising halves of a periodic Hann window of length ``2 * hop_size`` (float32, sum to 1)."""
-    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(2 * hop_size) / (2 * hop_size))).astype(np.float32)
+    window = hann_window(2 * hop_size).astype(np.float32)
     return window[hop_size:], window[:hop_size]
 
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Complex, Float
 
 from ddsp_core._typing import AnyArray, Key
 from ddsp_core.core import exp_sigmoid
@@ -129,18 +129,39 @@ def fft_convolve(
             )
 
         fft_size = 2 ** math.ceil(math.log2(frame_size + ir_size - 1))
-        audio_frames = jnp.pad(audio, (0, n_frames * frame_size - n_samples)).reshape(n_frames, frame_size)
-        audio_fft = jnp.fft.rfft(audio_frames, n=fft_size)  # [n_frames, fft_size // 2 + 1]
         ir_fft = jnp.fft.rfft(impulse_response, n=fft_size)  # [n_frames, fft_size // 2 + 1]
-        frames_out = jnp.fft.irfft(audio_fft * ir_fft, n=fft_size)  # [n_frames, fft_size]
-        full = _overlap_add(frames_out, frame_size)  # [(n_frames - 1) * frame_size + fft_size]
+        return _convolve_frames_by_spectrum(
+            audio, ir_fft, ir_size=ir_size, fft_size=fft_size, padding=padding, delay_compensation=delay_compensation
+        )
 
-        out_size = n_samples if padding == "same" else n_samples + ir_size - 1
-        start = max((ir_size - 1) // 2 - 1, 0) if delay_compensation < 0 else delay_compensation
-        shortfall = start + out_size - full.shape[0]
-        if shortfall > 0:
-            full = jnp.pad(full, (0, shortfall))
-        return full[start : start + out_size]
+
+def _convolve_frames_by_spectrum(
+    audio: Float[Array, " n_samples"],
+    ir_spectra: Complex[Array, "n_frames n_bins"],
+    *,
+    ir_size: int,
+    fft_size: int,
+    padding: str,
+    delay_compensation: int,
+) -> Float[Array, " n_out"]:
+    """The body of :func:`fft_convolve` once the impulse responses' spectra are known.
+
+    ``ir_spectra`` holds ``rfft(h_i, fft_size)`` of each frame's (or the one) impulse response of ``ir_size`` taps,
+    ``fft_size >= frame_size + ir_size - 1``: frame, transform, multiply, invert, overlap-add, crop.
+    """
+    n_samples, n_frames = audio.shape[0], ir_spectra.shape[0]
+    frame_size = -(-n_samples // n_frames)
+    audio_frames = jnp.pad(audio, (0, n_frames * frame_size - n_samples)).reshape(n_frames, frame_size)
+    audio_fft = jnp.fft.rfft(audio_frames, n=fft_size)  # [n_frames, fft_size // 2 + 1]
+    frames_out = jnp.fft.irfft(audio_fft * ir_spectra, n=fft_size)  # [n_frames, fft_size]
+    full = _overlap_add(frames_out, frame_size)  # [(n_frames - 1) * frame_size + fft_size]
+
+    out_size = n_samples if padding == "same" else n_samples + ir_size - 1
+    start = max((ir_size - 1) // 2 - 1, 0) if delay_compensation < 0 else delay_compensation
+    shortfall = start + out_size - full.shape[0]
+    if shortfall > 0:
+        full = jnp.pad(full, (0, shortfall))
+    return full[start : start + out_size]
 
 
 def reverb(

@@ -33,7 +33,7 @@ from jax import lax
 from jaxtyping import Array, Float
 
 from ddsp_core._typing import AnyArray
-from ddsp_core.core import exp_sigmoid, normalize_harmonics, remove_above_nyquist, upsample_linear
+from ddsp_core.core import exp_sigmoid, hann_window, normalize_harmonics, remove_above_nyquist, upsample_linear
 
 __all__ = [
     "harmonic_controls",
@@ -125,7 +125,7 @@ def _crossfade_weights(hop_size: int, amp_resample: str) -> tuple[np.ndarray, np
     (``core.upsample_with_windows``). ``"linear"``: ``1 - j / hop`` and ``j / hop`` (``core.upsample_linear``).
     """
     if amp_resample == "window":
-        window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(2 * hop_size) / (2 * hop_size))
+        window = hann_window(2 * hop_size)
         return window[hop_size:].astype(np.float32), window[:hop_size].astype(np.float32)
     if amp_resample == "linear":
         rise = (np.arange(hop_size, dtype=np.float32) / np.float32(hop_size)).astype(np.float32)

@@ -69,14 +69,26 @@ def test_impulse_response_with_full_window_is_linear_phase():
     np.testing.assert_allclose(ir[:, centre + 1 :], ir[:, centre - 1 : 0 : -1], atol=1e-6)
 
 
+def test_odd_short_window_matches_magenta_whose_hann_window_is_symmetric_for_odd_sizes():
+    """tf.signal.hann_window(N, periodic=True) is symmetric for odd N; the fixture has N = 65 < 128 filter taps."""
+    inputs, outputs = load_fixture("magenta", "noise_odd_window_in"), load_fixture("magenta", "noise_odd_window_out")
+    assert int(inputs["window_size"]) == 65
+    ours = jax.vmap(lambda m: _frequency_impulse_response(m, window_size=65))(inputs["magnitudes"])
+    assert_close_relative(ours, outputs["impulse_response"], REL_TOL)
+    filtered = jax.vmap(lambda a, m: _frequency_filter(a, m, window_size=65))(outputs["audio"], inputs["magnitudes"])
+    assert_close_relative(filtered, outputs["filtered"], REL_TOL)
+
+
 @pytest.mark.parametrize(("window_size", "ir_size"), [(65, 65), (64, 63), (31, 31)])
 def test_short_window_crops_impulse_response_and_flat_response_passes_audio_unchanged(window_size, ir_size):
-    """A flat response is a delta at time 0; the Hann window scales it by its value there, hann[(ws + 1) // 2]."""
+    """A flat response is a delta at time 0; the Hann window scales it by its value there, hann[(ws + 1) // 2]
+    (tf.signal's window: periodic for even sizes, symmetric for odd ones)."""
     magnitudes = np.ones((4, 65), np.float32)
     assert _frequency_impulse_response(magnitudes, window_size=window_size).shape == (4, ir_size)
     audio = np.random.default_rng(1).uniform(-1, 1, 64).astype(np.float32)
     half_idx = (window_size + 1) // 2
-    window_at_time_zero = 0.5 - 0.5 * math.cos(2.0 * math.pi * half_idx / window_size)
+    period = window_size if window_size % 2 == 0 else window_size - 1
+    window_at_time_zero = 0.5 - 0.5 * math.cos(2.0 * math.pi * half_idx / period)
     ours = _frequency_filter(audio, magnitudes, window_size=window_size)
     np.testing.assert_allclose(ours, window_at_time_zero * audio, atol=1e-5)
 
