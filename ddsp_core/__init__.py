@@ -17,6 +17,8 @@ from ddsp_core import (
     noise,
     resample,
     spectral,
+    stream,
+    stream_features,
     synths,
 )
 from ddsp_core.core import (
@@ -122,6 +124,8 @@ __all__ = [
     "spectral",
     "spectral_loss",
     "stft",
+    "stream",
+    "stream_features",
     "synths",
     "upsample_linear",
     "upsample_with_windows",

@@ -144,6 +144,42 @@ def _split(values: Array, step: float) -> tuple[Array, Array]:
     return hi, values - hi
 
 
+def _cycles_from(
+    frequency_hz: Array, start: tuple[Array, Array], sample_rate: int, exclusive: bool
+) -> tuple[Array, tuple[Array, Array]]:
+    """Phase in cycles from per-sample frequencies, continuing from a phase ``start``; also the phase at the end.
+
+    ``frequency_hz`` is ``(n_frames, hop_size, ...)``; ``start`` and the returned end phase are ``(hi, lo)`` pairs
+    of shape ``(...)`` in Hz x samples (one cycle = ``sample_rate``), ``hi`` on the grid of :func:`_split`. See
+    :func:`_accumulate_cycles` for the method; from ``start = (0, 0)`` the result is bit-identical to it, and a
+    signal cut into blocks, each continuing from the previous block's end phase, gets the same phase (the exact
+    ``hi`` parts are the same; only the order of the tiny ``lo`` sums differs).
+    """
+    hop_size = frequency_hz.shape[1]
+    # Partial sums of |hi| stay below 2**23 grid steps for frequencies up to 2 * sample_rate.
+    step = 2.0 ** (math.ceil(math.log2(hop_size * 2 * sample_rate)) - 23)
+    period = float(sample_rate)
+    hi, lo = _split(frequency_hz, step)
+    within_hi = jnp.cumsum(hi, axis=1)  # exact: [n_frames, hop_size, ...]
+    within_lo = jnp.cumsum(lo, axis=1)
+
+    def combine(a: tuple[Array, Array], b: tuple[Array, Array]) -> tuple[Array, Array]:
+        carry_hi, carry_lo = _split(a[1] + b[1], step)
+        return jnp.mod(a[0] + b[0] + carry_hi, period), carry_lo
+
+    total_hi, total_lo = _split(within_lo[:, -1], step)
+    total_hi = jnp.mod(within_hi[:, -1] + total_hi, period)  # [n_frames, ...]
+    end_hi, end_lo = combine(start, lax.associative_scan(combine, (total_hi, total_lo), axis=0))
+    start_hi = jnp.concatenate([jnp.broadcast_to(start[0], end_hi[:1].shape), end_hi[:-1]], axis=0)
+    start_lo = jnp.concatenate([jnp.broadcast_to(start[1], end_lo[:1].shape), end_lo[:-1]], axis=0)
+    if exclusive:
+        within_hi = within_hi - hi
+        within_lo = within_lo - lo
+    coarse = jnp.mod(start_hi[:, None] + within_hi, period)  # exact
+    cycles = jnp.mod((coarse + (start_lo[:, None] + within_lo)) / period, 1.0)
+    return cycles, (end_hi[-1], end_lo[-1])
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
 def _accumulate_cycles(frequency_hz: Array, sample_rate: int, exclusive: bool) -> Array:
     """Oscillator phase in cycles, wrapped to ``[0, 1)``, from per-sample frequencies; exact over any length.
@@ -160,28 +196,8 @@ def _accumulate_cycles(frequency_hz: Array, sample_rate: int, exclusive: bool) -
     in the small ``lo`` sums and in the final division: ~1e-7 cycles, not growing with length. The derivative is
     the plain running sum (``custom_jvp``), so reverse mode is one reversed ``cumsum``.
     """
-    hop_size = frequency_hz.shape[1]
-    # Partial sums of |hi| stay below 2**23 grid steps for frequencies up to 2 * sample_rate.
-    step = 2.0 ** (math.ceil(math.log2(hop_size * 2 * sample_rate)) - 23)
-    period = float(sample_rate)
-    hi, lo = _split(frequency_hz, step)
-    within_hi = jnp.cumsum(hi, axis=1)  # exact: [n_frames, hop_size, ...]
-    within_lo = jnp.cumsum(lo, axis=1)
-
-    def combine(a: tuple[Array, Array], b: tuple[Array, Array]) -> tuple[Array, Array]:
-        carry_hi, carry_lo = _split(a[1] + b[1], step)
-        return jnp.mod(a[0] + b[0] + carry_hi, period), carry_lo
-
-    total_hi, total_lo = _split(within_lo[:, -1], step)
-    total_hi = jnp.mod(within_hi[:, -1] + total_hi, period)  # [n_frames, ...]
-    end_hi, end_lo = lax.associative_scan(combine, (total_hi, total_lo), axis=0)
-    start_hi = jnp.concatenate([jnp.zeros_like(end_hi[:1]), end_hi[:-1]], axis=0)
-    start_lo = jnp.concatenate([jnp.zeros_like(end_lo[:1]), end_lo[:-1]], axis=0)
-    if exclusive:
-        within_hi = within_hi - hi
-        within_lo = within_lo - lo
-    coarse = jnp.mod(start_hi[:, None] + within_hi, period)  # exact
-    return jnp.mod((coarse + (start_lo[:, None] + within_lo)) / period, 1.0)
+    zero = jnp.zeros(frequency_hz.shape[2:], frequency_hz.dtype)
+    return _cycles_from(frequency_hz, (zero, zero), sample_rate, exclusive)[0]
 
 
 @_accumulate_cycles.defjvp
