@@ -428,6 +428,8 @@ def remove_above_nyquist(
 ) -> Float[Array, "*shape"]:
     """Zero the amplitude of every oscillator whose frequency is at or above Nyquist (``sample_rate / 2``).
 
+    A negative or NaN frequency is not a valid oscillator either (it would alias), so its amplitude is zeroed too.
+
     .. math:: a' = \\begin{cases} 0 & f \\ge \\text{sample\\_rate}/2 \\\\ a & \\text{otherwise} \\end{cases}
 
     Parameters
@@ -461,7 +463,8 @@ def remove_above_nyquist(
         raise ValueError(f"sample_rate must be a positive number of samples per second, got {sample_rate}")
     frequency_envelopes_hz = jnp.asarray(frequency_envelopes_hz, dtype=jnp.float32)
     amplitude_envelopes = jnp.asarray(amplitude_envelopes, dtype=jnp.float32)
-    return jnp.where(frequency_envelopes_hz >= sample_rate / 2.0, 0.0, amplitude_envelopes)
+    valid = (frequency_envelopes_hz >= 0.0) & (frequency_envelopes_hz < sample_rate / 2.0)  # False for NaN
+    return jnp.where(valid, amplitude_envelopes, 0.0)
 
 
 def normalize_harmonics(

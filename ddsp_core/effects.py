@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Complex, Float
 
+from ddsp_core._shapes import check_shapes
 from ddsp_core._typing import AnyArray, Key
 from ddsp_core.core import exp_sigmoid
 
@@ -113,6 +114,8 @@ def fft_convolve(
     """
     if padding not in ("same", "valid"):
         raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+    ir_spec = "ir_size" if jnp.ndim(impulse_response) == 1 else "n_frames ir_size"
+    check_shapes("fft_convolve", audio=(audio, "n_samples"), impulse_response=(impulse_response, ir_spec))
     with jax.named_scope("fft_convolve"):
         audio = jnp.asarray(audio, dtype=jnp.float32)
         impulse_response = jnp.asarray(impulse_response, dtype=jnp.float32)
@@ -207,6 +210,7 @@ def reverb(
     exp_decay_impulse_response : a two-parameter impulse response.
     fft_convolve : the convolution used here.
     """
+    check_shapes("reverb", audio=(audio, "n_samples"), impulse_response=(impulse_response, "ir_size"))
     with jax.named_scope("reverb"):
         audio = jnp.asarray(audio, dtype=jnp.float32)
         impulse_response = jnp.asarray(impulse_response, dtype=jnp.float32)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
+from ddsp_core._shapes import check_shapes
 from ddsp_core._typing import AnyArray, Key
 from ddsp_core.core import exp_sigmoid, hann_window
 from ddsp_core.effects import _convolve_frames_by_spectrum
@@ -197,6 +198,7 @@ def frequency_filter(
     ddsp_core.effects.fft_convolve : the frame-wise convolution (same framing, overlap-add and crop).
     filtered_noise : this filter applied to white noise.
     """
+    check_shapes("frequency_filter", audio=(audio, "n_samples"), magnitudes=(magnitudes, "n_frames n_bands"))
     n_samples, n_frames = audio.shape[0], magnitudes.shape[0]
     frame_size = -(-n_samples // n_frames)
     if -(-n_samples // frame_size) != n_frames:
@@ -281,6 +283,7 @@ def filtered_noise(
     filtered_noise_controls : network outputs to magnitudes.
     frequency_filter : the filter used here.
     """
+    check_shapes("filtered_noise", magnitudes=(magnitudes, "n_frames n_bands"))
     if n_samples <= 0:
         raise ValueError(f"n_samples must be positive, got {n_samples}")
     with jax.named_scope("filtered_noise"):

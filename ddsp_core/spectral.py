@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float
 
+from ddsp_core._shapes import check_shapes
 from ddsp_core._typing import AnyArray, Padding
 from ddsp_core.core import power_to_db, safe_log
 
@@ -163,6 +164,7 @@ def stft(
     --------
     magnitudes : ``|stft|`` with a gradient that stays finite at zero.
     """
+    check_shapes("stft", audio=(audio, "n_samples"))
     with jax.named_scope("stft"):
         return _stft(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)
 
@@ -209,6 +211,7 @@ def magnitudes(
     --------
     stft : the complex spectrum; multiscale_spectral_loss : L1 distances between magnitudes.
     """
+    check_shapes("magnitudes", audio=(audio, "n_samples"))
     with jax.named_scope("magnitudes"):
         power = _power_spectrogram(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)
         zero = power <= 0.0  # NaN is not zero: a non-finite signal keeps non-finite magnitudes
@@ -335,6 +338,7 @@ def compute_loudness(
             "hop_size = sample_rate // frame_rate is exact."
         )
     hop_size = sample_rate // frame_rate
+    check_shapes("compute_loudness", audio=(audio, "n_samples"))
     with jax.named_scope("compute_loudness"):
         power = _power_spectrogram(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)  # [n_frames, n_bins]
         bin_frequencies_hz = np.arange(n_fft // 2 + 1) * (sample_rate / n_fft)

@@ -32,10 +32,12 @@ import numpy as np
 from jax import lax
 from jaxtyping import Array, Float
 
+from ddsp_core._shapes import check_shapes
 from ddsp_core._typing import AnyArray
 from ddsp_core.core import exp_sigmoid, hann_window, normalize_harmonics, remove_above_nyquist, upsample_linear
 
 __all__ = [
+    "as_frequency_hz",
     "harmonic_controls",
     "harmonic_synthesis",
     "sinusoidal_synthesis",
@@ -98,12 +100,30 @@ def harmonic_controls(
     --------
     harmonic_synthesis : the signal step; ddsp_core.core.normalize_harmonics : the normalisation alone.
     """
+    check_shapes("harmonic_controls", amplitudes=(amplitudes, "n_frames"),
+                 harmonic_distribution=(harmonic_distribution, "n_frames n_harmonics"), f0_hz=(f0_hz, "n_frames"))
     amplitudes = exp_sigmoid(amplitudes)
     harmonic_distribution = exp_sigmoid(harmonic_distribution)
-    return amplitudes, normalize_harmonics(harmonic_distribution, f0_hz, sample_rate)
+    return amplitudes, normalize_harmonics(harmonic_distribution, as_frequency_hz(f0_hz), sample_rate)
 
 
 # Shared helpers ----------------------------------------------------------------------------------------------------
+def as_frequency_hz(frequency_hz: Float[AnyArray, "*shape"]) -> Float[Array, "*shape"]:
+    """Frequencies as the synths use them: negative and NaN values become 0 Hz (an unvoiced frame).
+
+    A negative f0 would otherwise pass the Nyquist mask (``k f0 < sr / 2``) and alias, and one NaN frame would turn
+    the running phase, and so the rest of the clip, into NaN. At 0 Hz an oscillator holds its phase. The gradient
+    is 1 where the input is >= 0 (f0 = 0 still gets a gradient toward pitch) and 0 elsewhere.
+
+    Examples
+    --------
+    >>> as_frequency_hz(jnp.array([440.0, -5.0, jnp.nan]))
+    Array([440.,   0.,   0.], dtype=float32)
+    """
+    frequency_hz = jnp.asarray(frequency_hz, dtype=jnp.float32)
+    return jnp.where(frequency_hz >= 0.0, frequency_hz, 0.0)
+
+
 def _check_sizes(n_frames: int, n_samples: int, sample_rate: int) -> int:
     """Validate the sizes every synth needs and return the hop size (samples per frame)."""
     if sample_rate <= 0:
@@ -323,7 +343,7 @@ def harmonic_synthesis(
     harmonic_distribution : array, shape (n_frames, n_harmonics)
         Relative amplitude of each harmonic per frame (normally normalised to sum to 1).
     f0_hz : array, shape (n_frames,)
-        Fundamental frequency per frame, Hz.
+        Fundamental frequency per frame, Hz. Negative and NaN values are taken as 0 Hz (:func:`as_frequency_hz`).
     n_samples : int
         Output length; a positive multiple of ``n_frames`` (hop = n_samples / n_frames, e.g. 64000 / 1000).
     sample_rate : int
@@ -339,8 +359,8 @@ def harmonic_synthesis(
     Raises
     ------
     ValueError
-        If ``n_samples`` is not a positive multiple of ``n_frames``, ``sample_rate <= 0`` or ``amp_resample`` is
-        unknown.
+        If ``n_samples`` is not a positive multiple of ``n_frames``, ``sample_rate <= 0``, ``amp_resample`` is
+        unknown, or an argument's shape breaks the contract above (the message names it).
 
     Notes
     -----
@@ -360,10 +380,12 @@ def harmonic_synthesis(
     --------
     harmonic_controls : raw network outputs -> these controls; sinusoidal_synthesis : free frequencies.
     """
+    check_shapes("harmonic_synthesis", amplitudes=(amplitudes, "n_frames"),
+                 harmonic_distribution=(harmonic_distribution, "n_frames n_harmonics"), f0_hz=(f0_hz, "n_frames"))
     hop_size = _check_sizes(harmonic_distribution.shape[0], n_samples, sample_rate)
     _crossfade_weights(hop_size, amp_resample)  # validates amp_resample
     return _harmonic_signal(
-        amplitudes, harmonic_distribution, f0_hz, n_samples=n_samples, sample_rate=sample_rate, amp_resample=amp_resample
+        amplitudes, harmonic_distribution, as_frequency_hz(f0_hz), n_samples=n_samples, sample_rate=sample_rate, amp_resample=amp_resample
     )
 
 
@@ -409,7 +431,7 @@ def sinusoidal_synthesis(
     amplitudes : array, shape (n_frames, n_sinusoids)
         Linear amplitude of each oscillator per frame.
     frequencies_hz : array, shape (n_frames, n_sinusoids)
-        Frequency of each oscillator per frame, Hz.
+        Frequency of each oscillator per frame, Hz. Negative and NaN values are taken as 0 Hz.
     n_samples : int
         Output length; a positive multiple of ``n_frames``.
     sample_rate : int
@@ -436,10 +458,12 @@ def sinusoidal_synthesis(
     --------
     harmonic_synthesis : oscillators locked to integer multiples of f0.
     """
+    check_shapes("sinusoidal_synthesis", amplitudes=(amplitudes, "n_frames n_sinusoids"),
+                 frequencies_hz=(frequencies_hz, "n_frames n_sinusoids"))
     hop_size = _check_sizes(amplitudes.shape[0], n_samples, sample_rate)
     _crossfade_weights(hop_size, amp_resample)  # validates amp_resample
     return _sinusoidal_signal(
-        amplitudes, frequencies_hz, n_samples=n_samples, sample_rate=sample_rate, amp_resample=amp_resample
+        amplitudes, as_frequency_hz(frequencies_hz), n_samples=n_samples, sample_rate=sample_rate, amp_resample=amp_resample
     )
 
 
@@ -488,7 +512,7 @@ def wavetable_synthesis(
     wavetables : array, shape (n_frames, n_wavetable)
         One period of the waveform per frame, sampled at ``n_wavetable`` equally spaced phases in ``[0, 1)``.
     f0_hz : array, shape (n_frames,)
-        Playback frequency per frame, Hz.
+        Playback frequency per frame, Hz. Negative and NaN values are taken as 0 Hz.
     n_samples : int
         Output length; a positive multiple of ``n_frames``.
     sample_rate : int
@@ -516,8 +540,11 @@ def wavetable_synthesis(
     --------
     harmonic_synthesis : the band-limited alternative.
     """
+    check_shapes("wavetable_synthesis", amplitudes=(amplitudes, "n_frames"),
+                 wavetables=(wavetables, "n_frames n_wavetable"), f0_hz=(f0_hz, "n_frames"))
     _check_sizes(wavetables.shape[0], n_samples, sample_rate)
-    return _wavetable_signal(amplitudes, wavetables, f0_hz, n_samples=n_samples, sample_rate=sample_rate)
+    return _wavetable_signal(amplitudes, wavetables, as_frequency_hz(f0_hz), n_samples=n_samples,
+                             sample_rate=sample_rate)
 
 
 @functools.partial(jax.jit, static_argnames=("n_samples", "sample_rate"))
