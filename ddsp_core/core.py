@@ -236,8 +236,8 @@ def hz_to_midi(frequencies_hz: Float[AnyArray, "*shape"]) -> Float[Array, "*shap
 
 def power_to_db(
     power: Float[AnyArray, "*shape"],
-    ref_db: float = 0.0,
-    range_db: float = 80.0,
+    ref_db: float | Float[AnyArray, ""] = 0.0,
+    range_db: float | Float[AnyArray, ""] = 80.0,
 ) -> Float[Array, "*shape"]:
     """Convert linear power to decibels, relative to ``ref_db`` and floored at ``-range_db``.
 

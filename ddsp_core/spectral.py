@@ -12,10 +12,21 @@ The reference is magenta/ddsp 3.7.0 (``ddsp/spectral_ops.py`` and ``ddsp/losses.
 
 Every function works on ONE example (``audio`` of shape ``(n_samples,)``) and batches with :func:`jax.vmap`, except
 the spectral loss, which, like magenta's ``SpectralLoss``, also takes a batch and averages over it. Sizes and rates
-are static keyword arguments (Python ints).
+are keyword arguments (Python ints).
+
+Compilation: the public functions are not jitted themselves (jit them, or call them inside your own jit); each
+calls a private jitted body whose static arguments are integer sizes and the padding name, so an eager call still
+compiles one program per shape, and float arguments (``ref_db``, loss weights, mel edges) are never static.
+
+Speed on CPU: the frames of one signal (about 512 KB of them at a time) or one example of the loss are transformed
+one piece after another (``lax.map``, recomputed in the backward pass by ``jax.checkpoint``), so the frames, their
+spectra and the gradients stay in the CPU caches; this takes 2-3x less time than transforming the whole batch at
+once, which streams hundreds of MB through memory. On other platforms the whole batch is transformed at once.
 """
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +35,7 @@ from jaxtyping import Array, Complex, Float
 
 from ddsp_core._shapes import check_shapes
 from ddsp_core._typing import AnyArray, Padding
-from ddsp_core.core import power_to_db, safe_log
+from ddsp_core.core import hann_window, power_to_db, safe_log
 
 __all__ = [
     "DEFAULT_FFT_SIZES",
@@ -81,16 +92,50 @@ def _frame(audio: jax.Array, *, frame_size: int, hop_size: int) -> jax.Array:
     return audio[index]
 
 
-def _hann_window(size: int) -> np.ndarray:
-    """Periodic Hann window ``0.5 - 0.5 cos(2 pi n / size)`` (``tf.signal.hann_window(periodic=True)``)."""
-    return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(size) / size)
-
-
 def _windowed_frames(audio: jax.Array, *, n_fft: int, hop_size: int, padding: str) -> jax.Array:
     """Pad, frame and window one signal: ``[n_frames, n_fft]``."""
     padded = _pad_for_framing(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)
     frames = _frame(padded, frame_size=n_fft, hop_size=hop_size)  # [n_frames, n_fft]
-    return frames * jnp.asarray(_hann_window(n_fft), dtype=jnp.float32)
+    return frames * jnp.asarray(hann_window(n_fft), dtype=jnp.float32)
+
+
+def _map_on_cpu(body: Callable[[Any], Any], xs: Any) -> Any:
+    """``body`` over the leading axis of ``xs``: a loop on CPU (each piece stays in cache), ``vmap`` elsewhere.
+
+    On CPU the pieces run one after another with ``lax.map``, and ``jax.checkpoint`` makes the backward pass
+    recompute each piece's forward values instead of storing them all. Same values on every platform.
+    """
+    return jax.lax.platform_dependent(
+        xs, cpu=lambda xs: jax.lax.map(jax.checkpoint(body), xs), default=lambda xs: jax.vmap(body)(xs)
+    )
+
+
+_CHUNK_SAMPLES = 2**17
+"""On CPU, frames are transformed in chunks of ``_CHUNK_SAMPLES // n_fft`` frames (512 KB of float32 per signal)."""
+
+
+def _over_frame_chunks(
+    frames_fn: Callable[[jax.Array], jax.Array], audio: jax.Array, *, n_fft: int, hop_size: int, padding: str
+) -> jax.Array:
+    """``frames_fn`` of the windowed frames of one signal, evaluated chunk by chunk on CPU (see ``_map_on_cpu``).
+
+    ``frames_fn`` maps ``[n, n_fft]`` windowed frames to ``[n, ...]`` (one row per frame, independently); the result
+    is that of ``frames_fn(_windowed_frames(audio, ...))``.
+    """
+    padded = _pad_for_framing(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)
+    n_frames = 1 + (padded.shape[0] - n_fft) // hop_size
+    chunk = max(1, min(n_frames, _CHUNK_SAMPLES // n_fft))
+    n_chunks = -(-n_frames // chunk)
+    chunk_span = (chunk - 1) * hop_size + n_fft  # samples under one chunk of frames
+    padded = jnp.pad(padded, (0, max(0, (n_chunks * chunk - 1) * hop_size + n_fft - padded.shape[0])))
+    window = jnp.asarray(hann_window(n_fft), dtype=jnp.float32)
+
+    def one_chunk(start: jax.Array) -> jax.Array:
+        samples = jax.lax.dynamic_slice(padded, (start,), (chunk_span,))
+        return frames_fn(_frame(samples, frame_size=n_fft, hop_size=hop_size) * window)  # [chunk, ...]
+
+    out = _map_on_cpu(one_chunk, jnp.arange(n_chunks) * (chunk * hop_size))  # [n_chunks, chunk, ...]
+    return out.reshape(n_chunks * chunk, *out.shape[2:])[:n_frames]
 
 
 def _stft(audio: Float[AnyArray, "n_samples"], *, n_fft: int, hop_size: int, padding: str) -> jax.Array:
@@ -105,10 +150,17 @@ def _power_spectrogram(audio: Float[AnyArray, "n_samples"], *, n_fft: int, hop_s
     return jnp.square(spectrum.real) + jnp.square(spectrum.imag)  # [n_frames, n_fft // 2 + 1]
 
 
+def _magnitudes(audio: Float[AnyArray, "n_samples"], *, n_fft: int, hop_size: int, padding: str) -> jax.Array:
+    power = _power_spectrogram(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)
+    zero = power <= 0.0  # NaN is not zero: a non-finite signal keeps non-finite magnitudes
+    return jnp.where(zero, 0.0, jnp.sqrt(jnp.where(zero, 1.0, power)))
+
+
 # STFT and magnitudes ---------------------------------------------------------------------------------------------
-# The public functions are jitted (sizes static), so that an eager call compiles one program per shape instead of
-# one per primitive; inside a user's jit they are inlined.
-@functools.partial(jax.jit, static_argnames=("n_fft", "hop_size", "padding"))
+_stft_jit = jax.jit(_stft, static_argnames=("n_fft", "hop_size", "padding"))
+_magnitudes_jit = jax.jit(_magnitudes, static_argnames=("n_fft", "hop_size", "padding"))
+
+
 def stft(
     audio: Float[AnyArray, "n_samples"],
     *,
@@ -166,10 +218,9 @@ def stft(
     """
     check_shapes("stft", audio=(audio, "n_samples"))
     with jax.named_scope("stft"):
-        return _stft(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)
+        return _stft_jit(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)
 
 
-@functools.partial(jax.jit, static_argnames=("n_fft", "hop_size", "padding"))
 def magnitudes(
     audio: Float[AnyArray, "n_samples"],
     *,
@@ -213,9 +264,7 @@ def magnitudes(
     """
     check_shapes("magnitudes", audio=(audio, "n_samples"))
     with jax.named_scope("magnitudes"):
-        power = _power_spectrogram(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)
-        zero = power <= 0.0  # NaN is not zero: a non-finite signal keeps non-finite magnitudes
-        return jnp.where(zero, 0.0, jnp.sqrt(jnp.where(zero, 1.0, power)))
+        return _magnitudes_jit(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)
 
 
 # Loudness --------------------------------------------------------------------------------------------------------
@@ -264,17 +313,32 @@ def a_weighting_db(frequencies_hz: Float[AnyArray, "*shape"], *, min_db: float =
     return jnp.maximum(2.0 + 20.0 * log_ratio, min_db)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("sample_rate", "frame_rate", "n_fft", "ref_db", "range_db", "padding")
-)
+@functools.partial(jax.jit, static_argnames=("sample_rate", "n_fft", "hop_size", "padding"))
+def _mean_weighted_power(
+    audio: Float[AnyArray, "n_samples"], *, sample_rate: int, n_fft: int, hop_size: int, padding: str
+) -> jax.Array:
+    """Mean over bins of the A-weighted power spectrum of every frame: ``[n_frames]``."""
+    _check_frame_sizes(n_fft=n_fft, hop_size=hop_size, padding=padding)
+    bin_frequencies_hz = np.arange(n_fft // 2 + 1) * (sample_rate / n_fft)
+    weighting = 10.0 ** (a_weighting_db(bin_frequencies_hz) / 10.0)  # [n_bins], linear power gain
+
+    def mean_weighted_power(windowed_frames: jax.Array) -> jax.Array:
+        spectrum = jnp.fft.rfft(windowed_frames, axis=-1)  # [n, n_bins]
+        power = jnp.square(spectrum.real) + jnp.square(spectrum.imag)
+        return jnp.mean(power * weighting, axis=-1)  # [n]
+
+    audio = jnp.asarray(audio, dtype=jnp.float32)
+    return _over_frame_chunks(mean_weighted_power, audio, n_fft=n_fft, hop_size=hop_size, padding=padding)
+
+
 def compute_loudness(
     audio: Float[AnyArray, "n_samples"],
     *,
     sample_rate: int = 16000,
     frame_rate: int = 250,
     n_fft: int = 2048,
-    ref_db: float = 0.0,
-    range_db: float = 80.0,
+    ref_db: float | Float[AnyArray, ""] = 0.0,
+    range_db: float | Float[AnyArray, ""] = 80.0,
     padding: Padding = "center",
 ) -> Float[Array, "n_frames"]:
     """Perceptual loudness: A-weighted power of each frame, averaged over FFT bins, in dB.
@@ -340,26 +404,46 @@ def compute_loudness(
     hop_size = sample_rate // frame_rate
     check_shapes("compute_loudness", audio=(audio, "n_samples"))
     with jax.named_scope("compute_loudness"):
-        power = _power_spectrogram(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)  # [n_frames, n_bins]
-        bin_frequencies_hz = np.arange(n_fft // 2 + 1) * (sample_rate / n_fft)
-        weighting = 10.0 ** (a_weighting_db(bin_frequencies_hz) / 10.0)  # [n_bins], linear power gain
-        mean_power = jnp.mean(power * weighting, axis=-1)  # [n_frames]
+        mean_power = _mean_weighted_power(
+            audio, sample_rate=sample_rate, n_fft=n_fft, hop_size=hop_size, padding=padding
+        )  # [n_frames]
         return power_to_db(mean_power, ref_db=ref_db, range_db=range_db)
 
 
 # Multi-scale spectral loss ---------------------------------------------------------------------------------------
 def _check_fft_sizes(fft_sizes: tuple[int, ...]) -> None:
-    if len(fft_sizes) == 0 or any(n_fft < 4 for n_fft in fft_sizes):
-        raise ValueError(f"fft_sizes must be a non-empty sequence of integers >= 4, got {tuple(fft_sizes)}.")
+    if len(fft_sizes) == 0 or any(n_fft < 4 or n_fft & (n_fft - 1) for n_fft in fft_sizes):
+        raise ValueError(
+            f"fft_sizes must be a non-empty sequence of powers of two >= 4, got {tuple(fft_sizes)} (magenta "
+            "zero-pads other sizes to the next power of two and windows odd ones differently; not supported)."
+        )
 
 
-def _batch_magnitudes(audio: jax.Array, n_fft: int) -> jax.Array:
-    """Magnitudes of a batch ``[batch, n_samples]`` at one loss scale (75% overlap, ``"same"`` padding).
+def _example_loss_terms(
+    target: jax.Array, pred: jax.Array, fft_sizes: tuple[int, ...]
+) -> tuple[jax.Array, jax.Array]:
+    """Per-scale L1 terms of one example: means over frames and bins, ``([n_scales], [n_scales])``.
 
-    Targets and predictions go through separate calls: the target's STFT then needs no gradient, which makes the
-    backward pass about 25% cheaper than one STFT of both stacked.
+    Target and prediction go through separate STFTs: the target's then needs no gradient.
     """
-    return jax.vmap(lambda x: magnitudes(x, n_fft=n_fft, hop_size=n_fft // 4, padding="same"))(audio)
+    mag_terms, logmag_terms = [], []
+    for n_fft in fft_sizes:
+        target_mag = _magnitudes(target, n_fft=n_fft, hop_size=n_fft // 4, padding="same")  # [n_frames, n_bins]
+        pred_mag = _magnitudes(pred, n_fft=n_fft, hop_size=n_fft // 4, padding="same")
+        mag_terms.append(jnp.mean(jnp.abs(target_mag - pred_mag)))
+        logmag_terms.append(jnp.mean(jnp.abs(safe_log(target_mag) - safe_log(pred_mag))))
+    return jnp.stack(mag_terms), jnp.stack(logmag_terms)
+
+
+@functools.partial(jax.jit, static_argnames=("fft_sizes",))
+def _batch_loss_terms(
+    target_batch: jax.Array, pred_batch: jax.Array, fft_sizes: tuple[int, ...]
+) -> tuple[jax.Array, jax.Array]:
+    """Per-scale terms averaged over a batch ``[batch, n_samples]`` (every example has the same frames and bins)."""
+    mag_terms, logmag_terms = _map_on_cpu(
+        lambda pair: _example_loss_terms(*pair, fft_sizes), (target_batch, pred_batch)
+    )  # [batch, n_scales] each
+    return jnp.mean(mag_terms, axis=0), jnp.mean(logmag_terms, axis=0)
 
 
 def _as_batch(audio: Float[AnyArray, "*batch n_samples"]) -> jax.Array:
@@ -367,7 +451,6 @@ def _as_batch(audio: Float[AnyArray, "*batch n_samples"]) -> jax.Array:
     return audio.reshape(-1, audio.shape[-1])  # [batch, n_samples]
 
 
-@functools.partial(jax.jit, static_argnames=("fft_sizes",))
 def spectral_loss_terms(
     target: Float[AnyArray, "*batch n_samples"],
     pred: Float[AnyArray, "*batch n_samples"],
@@ -390,8 +473,7 @@ def spectral_loss_terms(
     pred : array, shape (*batch, n_samples)
         Predicted audio, same shape as ``target``.
     fft_sizes : tuple of int
-        FFT sizes, each >= 4 (default ``DEFAULT_FFT_SIZES`` = 2048 ... 64). A tuple: it is a static (hashable)
-        argument of the jitted function.
+        FFT sizes, powers of two >= 4 (default ``DEFAULT_FFT_SIZES`` = 2048 ... 64).
 
     Returns
     -------
@@ -403,7 +485,8 @@ def spectral_loss_terms(
     Raises
     ------
     ValueError
-        If ``fft_sizes`` is empty or holds a size < 4, or ``target`` and ``pred`` differ in shape.
+        If ``fft_sizes`` is empty or holds a size that is not a power of two >= 4, or ``target`` and ``pred``
+        differ in shape.
 
     Notes
     -----
@@ -426,24 +509,16 @@ def spectral_loss_terms(
             f"and pred {jnp.shape(pred)}"
         )
     with jax.named_scope("spectral_loss_terms"):
-        target_batch, pred_batch = _as_batch(target), _as_batch(pred)
-        mag_terms, logmag_terms = [], []
-        for n_fft in fft_sizes:
-            target_mag = _batch_magnitudes(target_batch, n_fft)  # [batch, n_frames, n_bins]
-            pred_mag = _batch_magnitudes(pred_batch, n_fft)
-            mag_terms.append(jnp.mean(jnp.abs(target_mag - pred_mag)))
-            logmag_terms.append(jnp.mean(jnp.abs(safe_log(target_mag) - safe_log(pred_mag))))
-        return jnp.stack(mag_terms), jnp.stack(logmag_terms)
+        return _batch_loss_terms(_as_batch(target), _as_batch(pred), tuple(fft_sizes))
 
 
-@functools.partial(jax.jit, static_argnames=("fft_sizes", "mag_weight", "logmag_weight"))
 def multiscale_spectral_loss(
     target: Float[AnyArray, "*batch n_samples"],
     pred: Float[AnyArray, "*batch n_samples"],
     *,
     fft_sizes: tuple[int, ...] = DEFAULT_FFT_SIZES,
-    mag_weight: float = 1.0,
-    logmag_weight: float = 1.0,
+    mag_weight: float | Float[AnyArray, ""] = 1.0,
+    logmag_weight: float | Float[AnyArray, ""] = 1.0,
 ) -> Float[Array, ""]:
     """Multi-scale spectral loss of DDSP: L1 on magnitudes plus L1 on log magnitudes, summed over FFT sizes.
 
@@ -460,7 +535,7 @@ def multiscale_spectral_loss(
     pred : array, shape (*batch, n_samples)
         Predicted audio, same shape as ``target``.
     fft_sizes : tuple of int
-        FFT sizes, each >= 4 (default 2048, 1024, 512, 256, 128, 64).
+        FFT sizes, powers of two >= 4 (default 2048, 1024, 512, 256, 128, 64).
     mag_weight : float
         Weight of the linear-magnitude terms (default 1).
     logmag_weight : float
@@ -475,7 +550,8 @@ def multiscale_spectral_loss(
     Raises
     ------
     ValueError
-        If ``fft_sizes`` is empty or holds a size < 4, or ``target`` and ``pred`` differ in shape.
+        If ``fft_sizes`` is empty or holds a size that is not a power of two >= 4, or ``target`` and ``pred``
+        differ in shape.
 
     Notes
     -----
@@ -497,13 +573,17 @@ def multiscale_spectral_loss(
     """
     with jax.named_scope("multiscale_spectral_loss"):
         mag_terms, logmag_terms = spectral_loss_terms(target, pred, fft_sizes=fft_sizes)
-        # A term with weight 0 is left out of the graph, so under jit XLA does not compute it.
+        # A term whose weight is a Python 0 is left out of the graph, so under jit XLA does not compute it.
         loss = jnp.zeros((), dtype=jnp.float32)
-        if mag_weight != 0.0:
+        if not _is_python_zero(mag_weight):
             loss = loss + mag_weight * jnp.sum(mag_terms)
-        if logmag_weight != 0.0:
+        if not _is_python_zero(logmag_weight):
             loss = loss + logmag_weight * jnp.sum(logmag_terms)
         return loss
+
+
+def _is_python_zero(weight: float | Float[AnyArray, ""]) -> bool:
+    return isinstance(weight, (int, float)) and weight == 0.0
 
 
 # Mel spectrogram and MFCC ----------------------------------------------------------------------------------------
@@ -530,9 +610,24 @@ def _mel_weight_matrix(*, n_mels: int, n_bins: int, sample_rate: int, lo_hz: flo
     return weights
 
 
-@functools.partial(
-    jax.jit, static_argnames=("sample_rate", "n_fft", "hop_size", "n_mels", "lo_hz", "hi_hz", "padding")
-)
+@functools.partial(jax.jit, static_argnames=("n_fft", "hop_size", "padding"))
+def _log_mel(audio: jax.Array, mel_weights: jax.Array, *, n_fft: int, hop_size: int, padding: str) -> jax.Array:
+    mags = _magnitudes(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)  # [n_frames, n_bins]
+    return safe_log(mags @ mel_weights)  # [n_frames, n_mels]
+
+
+def _mel_weights_checked(*, n_mels: int, n_fft: int, sample_rate: int, lo_hz: float, hi_hz: float) -> np.ndarray:
+    if n_mels < 1:
+        raise ValueError(f"n_mels must be a positive integer, got {n_mels}.")
+    if not 0.0 <= lo_hz < hi_hz <= sample_rate / 2.0:
+        raise ValueError(
+            f"lo_hz and hi_hz must satisfy 0 <= lo_hz < hi_hz <= sample_rate / 2 = {sample_rate / 2}, "
+            f"got lo_hz={lo_hz}, hi_hz={hi_hz}."
+        )
+    weights = _mel_weight_matrix(n_mels=n_mels, n_bins=n_fft // 2 + 1, sample_rate=sample_rate, lo_hz=lo_hz, hi_hz=hi_hz)
+    return weights.astype(np.float32)
+
+
 def log_mel_spectrogram(
     audio: Float[AnyArray, "n_samples"],
     *,
@@ -590,24 +685,25 @@ def log_mel_spectrogram(
     --------
     mfcc : its DCT; magnitudes : the linear spectrogram.
     """
-    if n_mels < 1:
-        raise ValueError(f"n_mels must be a positive integer, got {n_mels}.")
-    if not 0.0 <= lo_hz < hi_hz <= sample_rate / 2.0:
-        raise ValueError(
-            f"lo_hz and hi_hz must satisfy 0 <= lo_hz < hi_hz <= sample_rate / 2 = {sample_rate / 2}, "
-            f"got lo_hz={lo_hz}, hi_hz={hi_hz}."
-        )
+    mel_weights = _mel_weights_checked(n_mels=n_mels, n_fft=n_fft, sample_rate=sample_rate, lo_hz=lo_hz, hi_hz=hi_hz)
+    _check_frame_sizes(n_fft=n_fft, hop_size=hop_size, padding=padding)
     with jax.named_scope("log_mel_spectrogram"):
-        mags = magnitudes(audio, n_fft=n_fft, hop_size=hop_size, padding=padding)  # [n_frames, n_bins]
-        mel_weights = _mel_weight_matrix(
-            n_mels=n_mels, n_bins=n_fft // 2 + 1, sample_rate=sample_rate, lo_hz=lo_hz, hi_hz=hi_hz
-        )
-        return safe_log(mags @ jnp.asarray(mel_weights, dtype=jnp.float32))  # [n_frames, n_mels]
+        audio = jnp.asarray(audio, dtype=jnp.float32)
+        return _log_mel(audio, mel_weights, n_fft=n_fft, hop_size=hop_size, padding=padding)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("sample_rate", "n_fft", "hop_size", "n_mels", "n_mfccs", "lo_hz", "hi_hz", "padding")
-)
+@functools.partial(jax.jit, static_argnames=("n_fft", "hop_size", "n_mfccs", "padding"))
+def _mfcc(
+    audio: jax.Array, mel_weights: jax.Array, *, n_fft: int, hop_size: int, n_mfccs: int, padding: str
+) -> jax.Array:
+    log_mel = _log_mel(audio, mel_weights, n_fft=n_fft, hop_size=hop_size, padding=padding)  # [n_frames, n_mels]
+    n_mels = mel_weights.shape[-1]
+    mel_index = np.arange(n_mels)[:, None]
+    quefrency = np.arange(n_mfccs)[None, :]
+    dct = np.sqrt(2.0 / n_mels) * np.cos(np.pi * quefrency * (2 * mel_index + 1) / (2 * n_mels))
+    return log_mel @ jnp.asarray(dct, dtype=jnp.float32)  # [n_frames, n_mfccs]
+
+
 def mfcc(
     audio: Float[AnyArray, "n_samples"],
     *,
@@ -666,18 +762,8 @@ def mfcc(
     """
     if not 1 <= n_mfccs <= n_mels:
         raise ValueError(f"n_mfccs must be in [1, n_mels={n_mels}], got {n_mfccs}.")
+    mel_weights = _mel_weights_checked(n_mels=n_mels, n_fft=n_fft, sample_rate=sample_rate, lo_hz=lo_hz, hi_hz=hi_hz)
+    _check_frame_sizes(n_fft=n_fft, hop_size=hop_size, padding=padding)
     with jax.named_scope("mfcc"):
-        log_mel = log_mel_spectrogram(
-            audio,
-            sample_rate=sample_rate,
-            n_fft=n_fft,
-            hop_size=hop_size,
-            n_mels=n_mels,
-            lo_hz=lo_hz,
-            hi_hz=hi_hz,
-            padding=padding,
-        )
-        mel_index = np.arange(n_mels)[:, None]
-        quefrency = np.arange(n_mfccs)[None, :]
-        dct = np.sqrt(2.0 / n_mels) * np.cos(np.pi * quefrency * (2 * mel_index + 1) / (2 * n_mels))
-        return log_mel @ jnp.asarray(dct, dtype=jnp.float32)  # [n_frames, n_mfccs]
+        audio = jnp.asarray(audio, dtype=jnp.float32)
+        return _mfcc(audio, mel_weights, n_fft=n_fft, hop_size=hop_size, n_mfccs=n_mfccs, padding=padding)
