@@ -20,7 +20,7 @@ Key = jax.Array
 """A JAX PRNG key (``jax.random.key`` or ``jax.random.PRNGKey``)."""
 
 Padding = Literal["center", "same", "valid"]
-"""How audio is padded before it is cut into frames (STFT and CREPE alike): ``"center"``: ``n_fft // 2`` zeros at
+"""How audio is padded before it is cut into frames (STFT and CREPE alike): ``"center"``: half a frame of zeros at
 both ends, frame ``t`` centred on sample ``t * hop``; ``"same"``: zeros at the end only, ``ceil(n / hop)`` frames
 (magenta ddsp ``spectral_ops.pad``); ``"valid"``: no padding. Each function documents its own frame count."""
 
