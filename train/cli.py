@@ -46,6 +46,14 @@ def finite_float(text: str) -> float:
     return value
 
 
+def step_choice(text: str) -> str | int:
+    """argparse type of ``--step``: ``newest``, ``best`` or a step number."""
+    try:
+        return parse_choice(text)
+    except CheckpointError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     if not text.strip().isdigit() or int(text) < 1:
@@ -63,7 +71,7 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_output_arguments(parser: argparse.ArgumentParser, *, step: bool = True) -> None:
     if step:
-        parser.add_argument("--step", default="newest", type=parse_choice, metavar="N|best|newest",
+        parser.add_argument("--step", default="newest", type=step_choice, metavar="N|best|newest",
                             help="which checkpoint: a step number, best (lowest validation loss) or newest (default)")
     parser.add_argument("--wav-format", default="pcm16", choices=sorted(WAV_FORMATS),
                         help="pcm16 (16-bit, clipped to [-1, 1]; default) or float (32-bit float, unclipped)")

@@ -180,3 +180,15 @@ def test_preparing_again_reuses_the_folder_and_a_changed_file_rebuilds_it(tmp_pa
     _prepare(source, tmp_path)
     after = json.loads((out / "manifest.json").read_text())["build"]["files"]
     assert after["take0.wav"] != before["take0.wav"] and after["take1.wav"] == before["take1.wav"]
+
+
+@pytest.mark.parametrize(("validation_fraction", "test_fraction"), [(0.0, 0.0), (0.25, 0.0), (0.0, 0.5)])
+def test_split_fractions_choose_how_many_examples_are_held_out(tmp_path, validation_fraction, test_fraction):
+    out = prepare_folder(_good_folder(tmp_path / "audio", n_files=4), tmp_path / "prepared",
+                         example_seconds=EXAMPLE_SECONDS, crepe_model="tiny", progress=False,
+                         validation_fraction=validation_fraction, test_fraction=test_fraction)
+    counts = load_manifest(out)["counts"]
+    n_examples = 4 * 4  # 2 s files, 0.5 s examples, no overlap
+    assert sum(counts.values()) == n_examples
+    assert counts["validation"] == round(validation_fraction * n_examples)
+    assert counts["test"] == round(test_fraction * n_examples)

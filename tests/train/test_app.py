@@ -18,47 +18,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.train._run import REPO, cli, final_params, tiny_args
 from train.cli import main
 from train.config import apply_overrides, preset
-from train.data import prepare_offline
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory) -> Path:
-    return prepare_offline("tiny", tmp_path_factory.mktemp("data") / "offline-tiny", crepe_model="tiny",
-                           progress=False)
-
-
-def _cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "train", *args], capture_output=True, text=True,
-                          env=environment, timeout=timeout, cwd=REPO)
-
-
-def _tiny_args(run_dir: Path, dataset: Path, *extra: str) -> list[str]:
-    return ["--preset", "tiny", "--set", f"run_dir={run_dir}", "--set", f"data.dataset_dir={dataset}", *
-            [item for override in extra for item in ("--set", override)]]
-
-
-def _final_params(run_dir: Path) -> list[np.ndarray]:
-    import jax
-
-    from train.checkpoint import load_trained
-
-    _, params, _, _ = load_trained(run_dir)
-    return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(params)]
 
 
 def test_killed_and_resumed_run_ends_bit_identical(tmp_path, tiny_dataset):
     steps = ["train.n_steps=60", "train.checkpoint_every=4", "train.eval_every=1000", "train.log_every=20"]
-    straight = _cli("fit", *_tiny_args(tmp_path / "straight", tiny_dataset, *steps))
+    straight = cli("fit", *tiny_args(tmp_path / "straight", tiny_dataset, *steps))
     assert straight.returncode == 0, straight.stderr
 
     killed_dir = tmp_path / "killed"
     environment = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    process = subprocess.Popen([sys.executable, "-m", "train", "fit", *_tiny_args(killed_dir, tiny_dataset, *steps)],
+    process = subprocess.Popen([sys.executable, "-m", "train", "fit", *tiny_args(killed_dir, tiny_dataset, *steps)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment, cwd=REPO)
     deadline = time.time() + 300
     while not (killed_dir / "checkpoints" / "8").is_dir() and time.time() < deadline:
@@ -69,9 +41,9 @@ def test_killed_and_resumed_run_ends_bit_identical(tmp_path, tiny_dataset):
     saved = sorted(int(p.name) for p in (killed_dir / "checkpoints").iterdir() if p.name.isdigit())
     assert saved and saved[-1] < 60
 
-    resumed = _cli("fit", "--resume", *_tiny_args(killed_dir, tiny_dataset, *steps))
+    resumed = cli("fit", "--resume", *tiny_args(killed_dir, tiny_dataset, *steps))
     assert resumed.returncode == 0, resumed.stderr
-    for ours, reference in zip(_final_params(killed_dir), _final_params(tmp_path / "straight"), strict=True):
+    for ours, reference in zip(final_params(killed_dir), final_params(tmp_path / "straight"), strict=True):
         np.testing.assert_array_equal(ours, reference)
 
 
@@ -100,13 +72,6 @@ def test_four_host_devices_give_the_same_loss_as_one(tmp_path, tiny_dataset):
     (one_devices, one_loss), (four_devices, four_loss) = results
     assert (one_devices, four_devices) == (1, 4)
     assert four_loss == pytest.approx(one_loss, rel=1e-5)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_dataset) -> Path:
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    assert main(["fit", *_tiny_args(run_dir, tiny_dataset)]) == 0
-    return run_dir
 
 
 def test_fit_writes_metrics_config_and_checkpoints(trained_run):
@@ -170,11 +135,11 @@ def test_bad_inputs_exit_nonzero_with_one_line(tmp_path, tiny_dataset, trained_r
         (["evaluate", str(tmp_path / "missing")], "does not exist"),
         (["evaluate", str(corrupt)], "is corrupt or incomplete"),
         (["fit", "--preset", "tiny", "--set", "train.n_stepz=3"], "unknown config key 'train.n_stepz'"),
-        (["fit", *_tiny_args(a_file, tiny_dataset)], "is a file"),
+        (["fit", *tiny_args(a_file, tiny_dataset)], "is a file"),
         (["evaluate", str(trained_run), "--out", str(a_file)], "is a file"),
     ]
     for arguments, message in cases:
-        done = _cli(*arguments)
+        done = cli(*arguments)
         assert done.returncode == 2, (arguments, done.stderr[-2000:])
         lines = done.stderr.strip().splitlines()
         assert lines[-1].startswith("ddsp-train: error:") and message in lines[-1], (arguments, done.stderr[-2000:])
