@@ -161,10 +161,14 @@ def _command_prepare(args: argparse.Namespace) -> int:
 
 
 def _command_fit(args: argparse.Namespace) -> int:
+    from train import parallel
     from train.fit import fit
 
+    parallel.initialize_distributed()
     config = build_config(args)
-    summary = fit(config, prepare(config, overwrite=args.overwrite_dataset), resume=args.resume)
+    # With several processes only process 0 may build the dataset; the others read the folder it names.
+    path = prepare(config, overwrite=args.overwrite_dataset) if parallel.is_writer() else dataset_dir(config)
+    summary = fit(config, path, resume=args.resume)
     _print_fit_summary(summary)
     return 0
 

@@ -65,7 +65,7 @@ def evaluate_run(config: Config, params: Any, static: Any, dataset_dir: Path, ou
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"output directory {out_dir} is a file; expected a folder")
-    test = load_split(dataset_dir, "test")
+    test = load_split(dataset_dir, "test", max_examples=max_examples)
     count = min(max_examples, len(test["audio"]))
     if count == 0:
         raise ValueError(f"the test split of {dataset_dir} is empty")

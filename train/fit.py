@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from ddsp_core._io import write_text_atomic
 from ddsp_core.spectral import multiscale_spectral_loss
+from ddsp_datarax.shards import SplitReader
 from train import modeling, parallel
 from train.checkpoint import (
     CheckpointError,
@@ -44,10 +45,15 @@ from train.checkpoint import (
     state_tree,
 )
 from train.config import Config
-from train.data import batch_iterator, load_split
+from train.data import load_split, open_split
+from train.data.dataset import read_spread
+from train.data.loader import prefetching_batches
 from train.data.statistics import STATISTICS_NAME, dataset_statistics
 
 logger = logging.getLogger(__name__)
+
+STATISTICS_EXAMPLES = 4096
+"""Training examples (spread over the split) that give the pitch and loudness statistics timbre transfer uses."""
 
 FEATURES = ("audio", "f0_hz", "loudness_db", "f0_confidence")
 
@@ -119,8 +125,8 @@ def make_train_step(
 
 def validation_batch(dataset_dir: Path, config: Config) -> dict[str, np.ndarray]:
     """The fixed validation examples (first ``eval_examples`` of the validation split, centre-cropped)."""
-    examples = load_split(dataset_dir, "validation")
-    count = min(config.train.eval_examples, len(examples["audio"]))
+    examples = load_split(dataset_dir, "validation", max_examples=config.train.eval_examples)
+    count = len(examples["audio"])
     batch = {name: examples[name][:count] for name in FEATURES}
     crop = config.train.crop_samples
     if 0 < crop < batch["audio"].shape[-1]:
@@ -129,17 +135,20 @@ def validation_batch(dataset_dir: Path, config: Config) -> dict[str, np.ndarray]
 
 
 class MetricsLog:
-    """Append-only JSON-lines metrics file (one object per line: step, split, values)."""
+    """Append-only JSON-lines metrics file (one object per line: step, split, values); ``path=None`` writes nothing
+    (the processes other than 0)."""
 
-    def __init__(self, path: Path, *, truncate_after: int):
+    def __init__(self, path: Path | None, *, truncate_after: int):
         self.path = path
-        if path.exists():
+        if path is not None and path.exists():
             kept = [
                 line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= truncate_after
             ]
             write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def write(self, **record: Any) -> None:
+        if self.path is None:
+            return
         with self.path.open("a") as handle:
             handle.write(json.dumps(record, sort_keys=True) + "\n")
 
@@ -156,16 +165,16 @@ class TrainState:
     pending_finite: list[tuple[int, jax.Array]] = field(default_factory=list)
 
 
-def _check_inputs(config: Config, dataset_dir: Path) -> tuple[Path, dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _check_inputs(config: Config, dataset_dir: Path) -> tuple[Path, SplitReader, dict[str, np.ndarray]]:
     """Validate the run folder and data before anything is written; return (run_dir, train split, validation)."""
     run_dir = Path(config.run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise NotADirectoryError(f"run directory {run_dir} is a file; expected a folder (train run_dir=...)")
-    examples = load_split(dataset_dir, "train")
-    if len(examples["audio"]) < config.train.batch_size:
+    examples = open_split(dataset_dir, "train")
+    if len(examples) < config.train.batch_size:
         raise ValueError(
-            f"the train split of {dataset_dir} has {len(examples['audio'])} examples, fewer than "
-            f"train.batch_size={config.train.batch_size}"
+            f"the train split of {dataset_dir} has {len(examples)} examples, fewer than one global batch "
+            f"(train.batch_size={config.train.batch_size})"
         )
     validation = validation_batch(dataset_dir, config)
     if len(validation["audio"]) == 0:
@@ -206,12 +215,16 @@ def _resume(config: Config, checkpoints_dir: Path, fresh: TrainState) -> TrainSt
     return state
 
 
-def _write_run_files(run_dir: Path, config: Config, examples: dict[str, np.ndarray], *, resume: bool) -> None:
-    """The run's config and the training set's statistics (kept as they are when resuming a run that has them)."""
+def _write_run_files(run_dir: Path, config: Config, examples: SplitReader, *, resume: bool) -> None:
+    """The run's config and the training set's statistics (kept as they are when resuming a run that has them);
+    written by process 0 only."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not parallel.is_writer():
+        return
     statistics_path = run_dir / STATISTICS_NAME
     if not (resume and statistics_path.exists()):
-        statistics = dataset_statistics(examples["f0_hz"], examples["f0_confidence"], examples["loudness_db"])
+        sample = read_spread(examples, ("f0_hz", "f0_confidence", "loudness_db"), STATISTICS_EXAMPLES)
+        statistics = dataset_statistics(sample["f0_hz"], sample["f0_confidence"], sample["loudness_db"])
         write_text_atomic(statistics_path, json.dumps(statistics, indent=2))
     write_text_atomic(run_dir / "config.json", config.to_json())
 
@@ -237,6 +250,7 @@ def fit(config: Config, dataset_dir: Path, *, resume: bool = False, progress: bo
     Raises:
         FloatingPointError: the loss, gradients or parameters became NaN or infinite (the message names the step).
     """
+    parallel.check_same_config(config.to_json())
     mesh = parallel.data_mesh()
     parallel.check_batch_size(config.train.batch_size, mesh)
     run_dir, examples, validation = _check_inputs(config, dataset_dir)
@@ -259,24 +273,23 @@ class _Loop:
         self.config, self.mesh, self.progress = config, mesh, progress
         self.train_step = make_train_step(config, static, modeling.make_optimizer(config), mesh)
         self.eval_loss = jax.jit(make_loss_fn(config, static))
-        self.validation = None if len(validation["audio"]) == 0 else (
-            parallel.shard_batch(validation, mesh) if len(validation["audio"]) % mesh.devices.size == 0
-            else {k: jnp.asarray(v) for k, v in validation.items()})
+        self.validation = None if len(validation["audio"]) == 0 else parallel.place_whole_batch(validation, mesh)
         self.eval_key = jax.random.key(config.train.seed + 1)
         self.checkpointer = Checkpointer(run_dir / "checkpoints", keep=config.train.keep_checkpoints)
-        self.metrics_path = run_dir / "metrics.jsonl"
+        self.metrics_path = run_dir / "metrics.jsonl" if parallel.is_writer() else None
         self.last_loss = math.nan
 
     def run(self, state: TrainState, batches: Iterator[dict[str, np.ndarray]]) -> list[tuple[int, float]]:
         """Train from ``state.step`` to ``n_steps``; return the validation history ``[(step, loss)]``."""
-        config, replicated = self.config, parallel.replicated(self.mesh)
-        state.params, state.opt_state = jax.device_put((state.params, state.opt_state), replicated)
+        config = self.config
+        state.params, state.opt_state = parallel.replicate_tree((state.params, state.opt_state), self.mesh)
         self.metrics = MetricsLog(self.metrics_path, truncate_after=state.step if state.step else -1)
         history: list[tuple[int, float]] = []
         if state.step == 0 and self.validation is not None:
             history.append((0, self._validate(state, 0)))
         n_steps = config.train.n_steps
-        bar = tqdm(total=n_steps, initial=state.step, disable=not self.progress, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=n_steps, initial=state.step, disable=not (self.progress and parallel.is_writer()), unit="step",
+                   dynamic_ncols=True)
         self.clock = (time.perf_counter(), state.step)
         for step in range(state.step, n_steps):
             batch = parallel.shard_batch(next(batches), self.mesh)
@@ -300,7 +313,8 @@ class _Loop:
             self._check_finite(state)
             value = self._validate(state, done)
             history.append((done, value))
-            bar.write(f"step {done}: validation spectral loss {value:.4f}")
+            if parallel.is_writer():
+                bar.write(f"step {done}: validation spectral loss {value:.4f}")
         improved = value is not None and value < state.best_loss
         if done % train.checkpoint_every == 0 or last or improved:
             self._check_finite(state)
@@ -341,14 +355,16 @@ class _Loop:
         self.checkpointer.close()
 
 
-def _batches(config: Config, examples: dict[str, np.ndarray], start_step: int) -> Iterator[dict[str, np.ndarray]]:
-    """Host batches from ``start_step`` on; batch and crop at step s depend only on (seed, s)."""
+def _batches(config: Config, examples: SplitReader, start_step: int) -> Iterator[dict[str, np.ndarray]]:
+    """This process's host batches from ``start_step`` on (read ahead on background threads); batch and crop at
+    step s depend only on (seed, s)."""
     n_processes, process = jax.process_count(), jax.process_index()
     local_batch = config.train.batch_size // n_processes
-    iterator = batch_iterator(
-        {name: examples[name] for name in FEATURES},
+    iterator = prefetching_batches(
+        examples,
         local_batch,
         seed=config.train.seed,
+        fields=FEATURES,
         start_step=start_step,
         shard_index=process,
         shard_count=n_processes,
@@ -373,7 +389,7 @@ def first_step_loss(config: Config, dataset_dir: Path | str) -> float:
     mesh = parallel.data_mesh()
     parallel.check_batch_size(config.train.batch_size, mesh)
     params, static = modeling.init_model(config, jax.random.key(config.train.seed))
-    params = jax.device_put(params, parallel.replicated(mesh))
-    batch = parallel.shard_batch(next(_batches(config, load_split(Path(dataset_dir), "train"), 0)), mesh)
+    params = parallel.replicate_tree(params, mesh)
+    batch = parallel.shard_batch(next(_batches(config, open_split(Path(dataset_dir), "train"), 0)), mesh)
     loss_fn = jax.jit(make_loss_fn(config, static))
     return float(loss_fn(params, batch, _step_key(config.train.seed, 0)))

@@ -24,11 +24,18 @@ def synthetic_split(n_examples: int, *, n_samples: int = 640, offset: int = 0) -
     }
 
 
-def write_synthetic_dataset(path: Path, counts: dict[str, int], *, n_samples: int = 640) -> Path:
-    """Write a prepared dataset with ``counts[split]`` synthetic examples per split (disjoint ``pitch`` numbers)."""
+def folder_bytes(path: Path) -> dict[str, bytes]:
+    """Every file under a prepared dataset folder (the feature cache left out), relative path to its bytes."""
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*"))
+            if p.is_file() and p.relative_to(path).parts[0] != "cache"}
+
+
+def write_synthetic_dataset(path: Path, counts: dict[str, int], *, n_samples: int = 640, shard_size: int = 4) -> Path:
+    """Write a prepared dataset with ``counts[split]`` synthetic examples per split (disjoint ``pitch`` numbers),
+    in shards of ``shard_size`` examples."""
     splits, offset = {}, 0
     for name in SPLITS:
         splits[name] = synthetic_split(counts.get(name, 0), n_samples=n_samples, offset=offset)
         offset += counts.get(name, 0)
     manifest = {"source": "synthetic", "sample_rate": 16000, "hop_size": 64, "n_samples": n_samples}
-    return write_prepared(path, splits, manifest)
+    return write_prepared(path, splits, manifest, shard_size=shard_size)

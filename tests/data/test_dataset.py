@@ -1,4 +1,4 @@
-"""Tests for train/data/dataset.py: the prepared format, atomic reproducible writes, splits and batch iteration."""
+"""Tests for train/data/dataset.py: writing shards (atomic, reproducible, resumable), splits and batch iteration."""
 
 import io
 import itertools
@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.data._synthetic import synthetic_split, write_synthetic_dataset
+from tests.data._synthetic import folder_bytes, synthetic_split, write_synthetic_dataset
 from train.data import dataset
 from train.data.dataset import DataError, assign_splits, batch_iterator, load_split
 
@@ -54,17 +54,22 @@ def test_interrupted_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_p
 
 
 def test_prepared_dataset_loads_with_manifest_counts_and_is_byte_identical_when_rewritten(tmp_path):
-    counts = {"train": 6, "validation": 2, "test": 1}
-    write_synthetic_dataset(tmp_path / "a", counts)
-    write_synthetic_dataset(tmp_path / "b", counts)
-    for name in ("manifest.json", "train.npz", "validation.npz", "test.npz"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    counts = {"train": 9, "validation": 2, "test": 1}
+    write_synthetic_dataset(tmp_path / "a", counts, shard_size=4)
+    write_synthetic_dataset(tmp_path / "b", counts, shard_size=4)
+    files = folder_bytes(tmp_path / "a")
+    assert files == folder_bytes(tmp_path / "b")
+    assert sorted({name.rsplit("/", 1)[0] for name in files if "/" in name}) == [
+        "test/shard-00000", "train/shard-00000", "train/shard-00001", "train/shard-00002", "validation/shard-00000"]
     manifest = dataset.load_manifest(tmp_path / "a")
     assert manifest["counts"] == counts
+    assert [s["count"] for s in manifest["splits"]["train"]["shards"]] == [4, 4, 1]
     for split, count in counts.items():
         arrays = load_split(tmp_path / "a", split)
         assert arrays["audio"].shape == (count, 640)
         assert arrays["f0_hz"].shape == arrays["loudness_db"].shape == (count, 10)
+    np.testing.assert_array_equal(load_split(tmp_path / "a", "train")["pitch"], np.arange(9))
+    assert load_split(tmp_path / "a", "train", max_examples=5)["id"].tolist() == [f"note-{i:04d}" for i in range(5)]
 
 
 def test_load_split_refuses_a_folder_without_manifest(tmp_path):
@@ -74,21 +79,22 @@ def test_load_split_refuses_a_folder_without_manifest(tmp_path):
         load_split(tmp_path, "train")
 
 
-def test_load_split_names_a_corrupt_split_file(tmp_path):
-    write_synthetic_dataset(tmp_path, {"train": 2})
-    data = (tmp_path / "train.npz").read_bytes()
-    (tmp_path / "train.npz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(DataError, match=r"train\.npz: not a readable \.npz"):
-        load_split(tmp_path, "train")
+def test_a_rebuild_with_fewer_examples_removes_the_old_build_s_extra_shards(tmp_path):
+    write_synthetic_dataset(tmp_path, {"train": 9}, shard_size=2)
+    write_synthetic_dataset(tmp_path, {"train": 3}, shard_size=2)
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["shard-00000", "shard-00001"]
+    assert len(load_split(tmp_path, "train")["audio"]) == 3
 
 
-def test_load_split_detects_a_count_that_disagrees_with_the_manifest(tmp_path):
-    write_synthetic_dataset(tmp_path, {"train": 3})
-    manifest = json.loads((tmp_path / "manifest.json").read_text())
-    manifest["counts"]["train"] = 4
-    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(DataError, match="holds 3 examples but the manifest says 4"):
-        load_split(tmp_path, "train")
+def test_completed_shards_stop_at_the_first_incomplete_or_foreign_shard(tmp_path):
+    arrays = synthetic_split(6)
+    for index in range(3):
+        dataset.write_shard(tmp_path, "train", index, {k: v[2 * index : 2 * index + 2] for k, v in arrays.items()},
+                            build="b1")
+    assert [s["count"] for s in dataset.completed_shards(tmp_path, "train", build="b1")] == [2, 2, 2]
+    assert dataset.completed_shards(tmp_path, "train", build="b2") == []
+    (tmp_path / "train" / "shard-00001" / "shard.json").unlink()  # killed while writing shard 1
+    assert dataset.completed_shards(tmp_path, "train", build="b1") == [{"name": "train/shard-00000", "count": 2}]
 
 
 def test_load_split_rejects_unknown_split_name(tmp_path):
@@ -151,6 +157,17 @@ def test_batch_iterator_visits_each_example_at_most_once_per_epoch_and_drops_the
     assert first != second  # a new permutation each epoch
 
 
+def test_batch_iterator_reads_the_same_batches_from_shards_as_from_memory(tmp_path):
+    write_synthetic_dataset(tmp_path, {"train": 10}, shard_size=3)
+    from_disk = batch_iterator(dataset.open_split(tmp_path, "train"), 3, seed=7, fields=("pitch", "audio"))
+    in_memory = batch_iterator(load_split(tmp_path, "train"), 3, seed=7)
+    for _ in range(5):
+        disk, memory = next(from_disk), next(in_memory)
+        assert sorted(disk) == ["audio", "pitch"]
+        np.testing.assert_array_equal(disk["audio"], memory["audio"])
+        np.testing.assert_array_equal(disk["pitch"], memory["pitch"])
+
+
 def test_batch_iterator_shards_are_disjoint_and_form_the_global_batch():
     examples = synthetic_split(12)
     shards = [list(itertools.islice(batch_iterator(examples, 2, seed=3, shard_index=k, shard_count=3), 4))
@@ -167,8 +184,8 @@ def test_batch_iterator_shards_are_disjoint_and_form_the_global_batch():
     ("kwargs", "message"),
     [
         ({"batch_size": 0}, "batch_size must be positive"),
-        ({"batch_size": 11}, "exceeds the 10 examples"),
-        ({"batch_size": 4, "shard_count": 3}, "exceeds the 10 examples"),
+        ({"batch_size": 11}, "holds 10 examples, fewer than one global batch"),
+        ({"batch_size": 4, "shard_count": 3}, r"fewer than one global batch of batch_size \* shard_count = 4 \* 3"),
         ({"batch_size": 2, "shard_index": 2, "shard_count": 2}, "shard_index < shard_count"),
         ({"batch_size": 2, "start_step": -1}, "start_step must be >= 0"),
     ],

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from train.data import features
+from tests.data._synthetic import folder_bytes
+from train.data import _build, features
 from train.data.dataset import ARRAY_FIELDS, SPLITS, DataError, load_manifest, load_split
 from train.data.nsynth import iter_tfrecords, prepare_nsynth, prepare_nsynth_tfrecords
 
@@ -144,3 +145,31 @@ def test_a_record_with_the_wrong_length_or_a_corrupt_file_is_an_error_naming_it(
         list(iter_tfrecords([tmp_path / "cut.tfrecord"]))
     with pytest.raises(DataError, match=r"absent\.tfrecord: file not found"):
         list(iter_tfrecords([tmp_path / "absent.tfrecord"]))
+
+
+def test_an_interrupted_build_resumes_from_its_last_complete_shard_and_ends_byte_identical(tmp_path, monkeypatch):
+    sizes = {"train": 7, "validation": 2, "test": 1}
+    with _mock(7):
+        straight = prepare_nsynth("gansynth_subset.f0_and_loudness", tmp_path / "straight", split_sizes=sizes,
+                                  progress=False, shard_size=2)
+        real_write, written = _build.write_shard, []
+
+        def write_then_die(out_dir, split, index, arrays, **kwargs):
+            if len(written) == 2:
+                raise KeyboardInterrupt  # killed while the third shard is being written
+            written.append((split, index))
+            return real_write(out_dir, split, index, arrays, **kwargs)
+
+        monkeypatch.setattr(_build, "write_shard", write_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            prepare_nsynth("gansynth_subset.f0_and_loudness", tmp_path / "resumed", split_sizes=sizes,
+                           progress=False, shard_size=2)
+        assert not (tmp_path / "resumed" / "manifest.json").exists()
+        with pytest.raises(DataError, match="no manifest"):
+            load_split(tmp_path / "resumed", "train")
+        monkeypatch.setattr(_build, "write_shard", lambda *a, **k: written.append(a[1:3]) or real_write(*a, **k))
+        resumed = prepare_nsynth("gansynth_subset.f0_and_loudness", tmp_path / "resumed", split_sizes=sizes,
+                                 progress=False, shard_size=2)
+    assert written == [("train", 0), ("train", 1), ("train", 2), ("train", 3), ("validation", 0), ("test", 0)]
+    assert folder_bytes(resumed) == folder_bytes(straight)
+    assert [s["count"] for s in load_manifest(resumed)["splits"]["train"]["shards"]] == [2, 2, 2, 1]

@@ -1,7 +1,8 @@
 """Training data: prepared datasets from SoundFont-rendered notes, NSynth, or a folder of the user's audio.
 
-Every source ends as the same prepared folder (``manifest.json`` + ``train.npz``, ``validation.npz``, ``test.npz``;
-see :mod:`train.data.dataset` for the arrays): 4 s examples at 16 kHz with CREPE f0, confidence and A-weighted
+Every source ends as the same prepared folder (``manifest.json`` + ``.npy`` shards per split, written incrementally
+and read with bounded memory; see :mod:`ddsp_datarax.shards` for the layout and :mod:`train.data.dataset` for the
+arrays): 4 s examples at 16 kHz with CREPE f0, confidence and A-weighted
 loudness at 250 frames/s (``n_frames = n_samples // 64``), plus pitch, velocity, instrument, family and id.
 
 - :func:`prepare_offline` renders NSynth-style notes from the GM SoundFont shipped with ``pretty_midi``
@@ -9,9 +10,10 @@ loudness at 250 frames/s (``n_frames = n_samples // 64``), plus pitch, velocity,
 - :func:`prepare_nsynth` / :func:`prepare_nsynth_tfrecords` read NSynth through tensorflow-datasets or its raw
   TFRecords (:mod:`train.data.nsynth`).
 - :func:`prepare_folder` cuts a folder of WAV/FLAC/OGG recordings into examples (:mod:`train.data.folder`).
-- :func:`load_split` reads a split back; :func:`batch_iterator` yields shuffled numpy batches forever, the batch
-  of global step ``s`` depending only on ``(seed, s)`` (exact resume). :mod:`ddsp_datarax.sources` gives the same
-  batches through datarax.
+- :func:`open_split` opens a split for random access, :func:`load_split` reads (part of) one into memory;
+  :func:`batch_iterator` and :func:`~train.data.loader.prefetching_batches` yield shuffled numpy batches forever,
+  the batch of global step ``s`` depending only on ``(seed, s)`` (exact resume). :mod:`ddsp_datarax.sources` gives
+  the same batches through datarax.
 
 Features are computed once per source, batched and jitted, and cached atomically (:mod:`train.data.features`).
 Every ``prepare_*`` returns at once when its folder already holds a dataset built with the same settings.
@@ -25,10 +27,11 @@ Bad input, the rule:
   split that is not prepared, a cache or dataset file that exists but cannot be read, all raise :class:`DataError`
   (a ``ValueError``) naming the path and what was expected.
 - **Nothing half-written remains**: every file is written to a temporary file in its folder and renamed into
-  place, and ``manifest.json`` is written last (a folder without it is not a dataset).
+  place, each shard's ``shard.json`` is written after its arrays, and ``manifest.json`` is written last (a folder
+  without it is not a dataset); an interrupted ``prepare`` resumes from its last complete shard.
 """
 
-from train.data.dataset import SPLITS, DataError, batch_iterator, load_manifest, load_split
+from train.data.dataset import SPLITS, DataError, batch_iterator, load_manifest, load_split, open_split
 from train.data.features import FeatureConfig, compute_features, extract_features
 from train.data.folder import load_audio, prepare_folder
 from train.data.nsynth import prepare_nsynth, prepare_nsynth_tfrecords
@@ -45,6 +48,7 @@ __all__ = [
     "load_audio",
     "load_manifest",
     "load_split",
+    "open_split",
     "prepare_folder",
     "prepare_nsynth",
     "prepare_nsynth_tfrecords",

@@ -1,31 +1,29 @@
-"""The prepared on-disk dataset format: atomic, byte-reproducible writes, loading, splits and a numpy batch iterator.
+"""Writing the sharded prepared-dataset format, loading splits, and the numpy batch iterator.
 
-A prepared dataset is one folder::
-
-    <dataset_dir>/
-        manifest.json      what was built and how (written last: its presence means the folder is complete)
-        train.npz          one file per split, ``numpy.load(..., allow_pickle=False)``
-        validation.npz
-        test.npz
-
-Every split file holds the same arrays, one row per example (N rows, possibly N = 0):
+The format itself (folder layout, ``.npy`` shards, manifest, the reader and the order of examples) is defined in
+:mod:`ddsp_datarax.shards`, so that the datarax source reads it without importing this application. Every shard
+holds the same fields, one row per example:
 
 ============== ====================== =========================================================================
 key            shape, dtype           meaning
 ============== ====================== =========================================================================
-audio          (N, n_samples) float32 mono audio at ``sample_rate`` (16 kHz), in [-1, 1]
-f0_hz          (N, n_frames) float32  CREPE fundamental frequency per frame, Hz (``n_frames = n_samples // 64``)
-f0_confidence  (N, n_frames) float32  CREPE confidence in [0, 1]
-loudness_db    (N, n_frames) float32  A-weighted loudness, dB (``ddsp_core.spectral.compute_loudness``)
-pitch          (N,) int32             MIDI pitch of the note (-1 when unknown, e.g. a user's recording)
-velocity       (N,) int32             MIDI velocity (-1 when unknown)
-instrument     (N,) str               instrument name (SoundFont preset, NSynth instrument label, or file name)
-family         (N,) str               NSynth instrument family (``bass`` ... ``vocal``), or ``""`` when unknown
-id             (N,) str               unique example id
+audio          (n, n_samples) float32 mono audio at ``sample_rate`` (16 kHz), in [-1, 1]
+f0_hz          (n, n_frames) float32  fundamental frequency per frame, Hz (``n_frames = n_samples // 64``)
+f0_confidence  (n, n_frames) float32  f0 confidence in [0, 1]
+loudness_db    (n, n_frames) float32  A-weighted loudness, dB (``ddsp_core.spectral.compute_loudness``)
+pitch          (n,) int32             MIDI pitch of the note (-1 when unknown, e.g. a user's recording)
+velocity       (n,) int32             MIDI velocity (-1 when unknown)
+instrument     (n,) str               instrument name (SoundFont preset, NSynth instrument label, or file name)
+family         (n,) str               NSynth instrument family (``bass`` ... ``vocal``), or ``""`` when unknown
+id             (n,) str               unique example id
 ============== ====================== =========================================================================
 
-Writes are atomic (a temporary file in the same folder, then :func:`os.replace`) and reproducible: the same arrays
-give the same bytes (the zip entries carry a fixed timestamp, unlike :func:`numpy.savez`).
+Audio is stored as float32 (256 KB per 4 s note): the features are computed from exactly these samples and NSynth
+ships float audio; int16 would halve the disk space and read bandwidth but quantise the audio at -96 dBFS.
+
+Writes are atomic (a temporary file in the same folder, then :func:`os.replace`) and reproducible (the same arrays
+give the same bytes). Inside a shard folder ``shard.json`` is written last, and ``manifest.json`` is written after
+every shard: a build interrupted at any point resumes from its last complete shard (:func:`completed_shards`).
 """
 
 from __future__ import annotations
@@ -34,36 +32,53 @@ import hashlib
 import io
 import json
 import logging
+import shutil
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import jax
 import numpy as np
 
-from ddsp_core._io import write_bytes_atomic
+from ddsp_core._io import atomic_open, write_bytes_atomic
+from ddsp_datarax.shards import (
+    ARRAY_FIELDS,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    SHARD_INFO_NAME,
+    SPLITS,
+    DataError,
+    SplitReader,
+    batch_rows,
+    build_id,
+    check_batching,
+    epoch_permutation,
+    load_manifest,
+    open_split,
+    shard_name,
+    steps_per_epoch,
+)
 
 logger = logging.getLogger(__name__)
-
-SPLITS = ("train", "validation", "test")
-"""The split names of every prepared dataset, in this order."""
-
-ARRAY_FIELDS = ("audio", "f0_hz", "f0_confidence", "loudness_db", "pitch", "velocity", "instrument", "family", "id")
-"""The arrays stored in each split file."""
 
 FEATURE_FIELDS = ("f0_hz", "f0_confidence", "loudness_db")
 """The per-frame feature arrays, shape ``(N, n_frames)``."""
 
-MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
-"""Bumped when the on-disk layout changes; :func:`load_manifest` refuses other versions."""
-
 _ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-class DataError(ValueError):
-    """A dataset, file or cache that cannot be used; the message names the path and what was expected."""
+SHARD_SIZE = 256
+"""Default examples per shard: 64 MiB of 4 s float32 audio, a few seconds of feature extraction."""
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """Write one array as ``.npy`` (no pickled objects) atomically; the bytes depend only on the array."""
+    array = np.ascontiguousarray(array)
+    if array.dtype.hasobject:
+        raise ValueError(f"{path.name}: dtype object cannot be stored; use a fixed-width str array")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path, "wb", permissions=0o644) as handle:
+        np.lib.format.write_array(handle, array, allow_pickle=False)
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
@@ -220,22 +235,114 @@ def validate_split_arrays(arrays: Mapping[str, np.ndarray], *, where: str, hop_s
     return n_examples
 
 
-def write_prepared(
-    dataset_dir: Path, splits: Mapping[str, Mapping[str, np.ndarray]], manifest: Mapping[str, Any]
-) -> Path:
-    """Write a prepared dataset: each split file atomically, then ``manifest.json`` last.
+def write_shard(
+    dataset_dir: Path, split: str, index: int, arrays: Mapping[str, np.ndarray], *, build: str, hop_size: int = 64
+) -> dict[str, Any]:
+    """Write one shard of ``split``: each field's ``.npy`` atomically, then ``shard.json`` last.
 
-    An existing manifest is removed first, so a run interrupted half-way leaves a folder without a manifest,
-    which :func:`load_split` refuses, instead of a stale manifest beside new split files.
+    Parameters
+    ----------
+    dataset_dir
+        The dataset folder.
+    split, index
+        Which shard (folder ``<split>/shard-<index:05d>``).
+    arrays
+        The fields of :data:`ARRAY_FIELDS` with a common leading axis n >= 1, checked by
+        :func:`validate_split_arrays`.
+    build
+        The build id (:func:`ddsp_datarax.shards.build_id`) every shard of this build carries.
+
+    Returns
+    -------
+    dict
+        ``{"name": "<split>/shard-<index>", "count": n}``, the shard's entry in the manifest.
+    """
+    name = shard_name(split, index)
+    count = validate_split_arrays(arrays, where=f"shard {name}", hop_size=hop_size)
+    folder = Path(dataset_dir) / name
+    (folder / SHARD_INFO_NAME).unlink(missing_ok=True)
+    for field in ARRAY_FIELDS:
+        save_npy_atomic(folder / f"{field}.npy", arrays[field])
+    save_json_atomic(folder / SHARD_INFO_NAME, {"build_id": build, "count": count})
+    return {"name": name, "count": count}
+
+
+def completed_shards(dataset_dir: Path, split: str, *, build: str) -> list[dict[str, Any]]:
+    """The shards of ``split`` already written by this build, in order, up to the first missing or foreign one.
+
+    A shard counts when its ``shard.json`` (written last) names ``build``; an interrupted build continues after
+    the last of them.
+    """
+    done = []
+    while True:
+        info_path = Path(dataset_dir) / shard_name(split, len(done)) / SHARD_INFO_NAME
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return done
+        if info.get("build_id") != build or not isinstance(info.get("count"), int) or info["count"] < 1:
+            return done
+        done.append({"name": shard_name(split, len(done)), "count": info["count"]})
+
+
+def start_build(dataset_dir: Path) -> None:
+    """Remove the manifest of ``dataset_dir`` (if any), so that a build stopped half-way is never read as complete."""
+    (Path(dataset_dir) / MANIFEST_NAME).unlink(missing_ok=True)
+
+
+def finish_build(
+    dataset_dir: Path, shards: Mapping[str, list[dict[str, Any]]], manifest: Mapping[str, Any], *, build: str
+) -> Path:
+    """Delete shard folders that are not listed (left by an older build), then write ``manifest.json`` last.
+
+    Parameters
+    ----------
+    shards
+        Split name to its shards' manifest entries (:func:`write_shard`'s return values), for every split.
+    manifest
+        JSON-serialisable description; ``format_version``, ``build_id``, ``counts`` and ``splits`` are added.
+    """
+    dataset_dir = Path(dataset_dir)
+    if set(shards) != set(SPLITS):
+        raise ValueError(f"shards must have exactly the keys {SPLITS}, got {sorted(shards)}")
+    for split in SPLITS:
+        listed = {entry["name"].split("/")[-1] for entry in shards[split]}
+        split_dir = dataset_dir / split
+        for folder in sorted(split_dir.glob("shard-*")) if split_dir.is_dir() else []:
+            if folder.name not in listed:
+                shutil.rmtree(folder)
+    counts = {split: sum(entry["count"] for entry in shards[split]) for split in SPLITS}
+    document = {
+        **manifest,
+        "format_version": FORMAT_VERSION,
+        "build_id": build,
+        "counts": counts,
+        "splits": {split: {"count": counts[split], "shards": list(shards[split])} for split in SPLITS},
+    }
+    save_json_atomic(dataset_dir / MANIFEST_NAME, document)
+    logger.info("wrote %s: %s", dataset_dir, ", ".join(f"{n} {c}" for n, c in counts.items()))
+    return dataset_dir
+
+
+def write_prepared(
+    dataset_dir: Path,
+    splits: Mapping[str, Mapping[str, np.ndarray]],
+    manifest: Mapping[str, Any],
+    *,
+    shard_size: int = SHARD_SIZE,
+) -> Path:
+    """Write in-memory splits as a prepared dataset: shards of ``shard_size`` examples, then ``manifest.json``.
 
     Parameters
     ----------
     dataset_dir
         The folder to write (created if needed).
     splits
-        ``{"train": arrays, "validation": arrays, "test": arrays}`` in the module's format.
+        ``{"train": arrays, "validation": arrays, "test": arrays}`` in the module's format (a split may be empty).
     manifest
-        JSON-serialisable description; ``format_version`` and ``counts`` (examples per split) are added.
+        JSON-serialisable description; its sha256 with ``shard_size`` and the arrays' sha256 is the build id.
+    shard_size
+        Examples per shard.
 
     Returns
     -------
@@ -245,40 +352,38 @@ def write_prepared(
     dataset_dir = Path(dataset_dir)
     if set(splits) != set(SPLITS):
         raise ValueError(f"splits must have exactly the keys {SPLITS}, got {sorted(splits)}")
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be positive, got {shard_size}")
     hop_size = int(manifest.get("hop_size", 64))
-    counts = {name: validate_split_arrays(splits[name], where=f"split {name!r}", hop_size=hop_size) for name in SPLITS}
-    dataset_dir.mkdir(parents=True, exist_ok=True)
-    (dataset_dir / MANIFEST_NAME).unlink(missing_ok=True)
     for name in SPLITS:
-        save_npz_atomic(dataset_dir / f"{name}.npz", {key: splits[name][key] for key in ARRAY_FIELDS})
-    save_json_atomic(dataset_dir / MANIFEST_NAME, {**manifest, "format_version": FORMAT_VERSION, "counts": counts})
-    logger.info("wrote %s: %s", dataset_dir, ", ".join(f"{n} {c}" for n, c in counts.items()))
-    return dataset_dir
+        validate_split_arrays(splits[name], where=f"split {name!r}", hop_size=hop_size)
+    build = build_id({"manifest": manifest, "shard_size": shard_size, "content": _content_sha256(splits)})
+    start_build(dataset_dir)
+    shards: dict[str, list[dict[str, Any]]] = {}
+    for split in SPLITS:
+        arrays, n_examples = splits[split], len(splits[split]["audio"])
+        shards[split] = [
+            write_shard(dataset_dir, split, index, {key: arrays[key][start : start + shard_size] for key in ARRAY_FIELDS},
+                        build=build, hop_size=hop_size)
+            for index, start in enumerate(range(0, n_examples, shard_size))
+        ]
+    return finish_build(dataset_dir, shards, {**manifest, "shard_size": shard_size}, build=build)
 
 
-def load_manifest(dataset_dir: Path) -> dict[str, Any]:
-    """Read ``<dataset_dir>/manifest.json``.
-
-    Raises
-    ------
-    DataError
-        If the folder has no manifest (never prepared, or interrupted), it is not valid JSON, or its
-        ``format_version`` differs from :data:`FORMAT_VERSION`.
-    """
-    path = Path(dataset_dir) / MANIFEST_NAME
-    if not path.is_file():
-        raise DataError(f"{path}: no manifest (the dataset was never prepared, or preparing it was interrupted)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: not readable JSON ({error}); delete the folder to rebuild") from error
-    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
-        raise DataError(f"{path}: expected format_version {FORMAT_VERSION}, got {manifest.get('format_version')!r}")
-    return manifest
+def _content_sha256(splits: Mapping[str, Mapping[str, np.ndarray]]) -> str:
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        for field in ARRAY_FIELDS:
+            array = np.ascontiguousarray(splits[split][field])
+            digest.update(f"{split}/{field}/{array.dtype.str}/{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
-def load_split(dataset_dir: Path, split: str) -> dict[str, np.ndarray]:
-    """Load one split of a prepared dataset as numpy arrays.
+def load_split(dataset_dir: Path, split: str, *, max_examples: int | None = None) -> dict[str, np.ndarray]:
+    """Load (the first ``max_examples`` examples of) one split into memory as numpy arrays.
+
+    For a split larger than memory use :func:`ddsp_datarax.shards.open_split` and read rows as needed.
 
     Parameters
     ----------
@@ -286,6 +391,8 @@ def load_split(dataset_dir: Path, split: str) -> dict[str, np.ndarray]:
         A folder written by one of the ``prepare_*`` functions.
     split
         ``"train"``, ``"validation"`` or ``"test"``.
+    max_examples
+        Read only the first examples (``None``: all).
 
     Returns
     -------
@@ -297,8 +404,8 @@ def load_split(dataset_dir: Path, split: str) -> dict[str, np.ndarray]:
     ValueError
         For an unknown split name.
     DataError
-        If the manifest is missing, the split file is unreadable, or its arrays do not match the format or the
-        manifest's counts.
+        If the manifest is missing or from an older version, or a shard is missing, truncated or from another
+        build.
 
     Examples
     --------
@@ -308,57 +415,48 @@ def load_split(dataset_dir: Path, split: str) -> dict[str, np.ndarray]:
 
     See Also
     --------
-    batch_iterator : numpy batches from the loaded arrays.
+    batch_iterator : numpy batches from the loaded arrays or straight from the shards.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    manifest = load_manifest(dataset_dir)
-    path = Path(dataset_dir) / f"{split}.npz"
-    arrays = load_npz(path)
-    n_examples = validate_split_arrays(arrays, where=str(path), hop_size=int(manifest.get("hop_size", 64)))
-    expected = manifest.get("counts", {}).get(split)
-    if expected != n_examples:
-        raise DataError(f"{path}: holds {n_examples} examples but the manifest says {expected}")
-    return arrays
+    reader = open_split(Path(dataset_dir), split)
+    count = len(reader) if max_examples is None else min(max_examples, len(reader))
+    return reader.read(np.arange(count))
 
 
-def steps_per_epoch(n_examples: int, batch_size: int) -> int:
-    """Number of full batches per epoch (the remainder is dropped)."""
-    return n_examples // batch_size
+def read_spread(reader: SplitReader, fields: tuple[str, ...], max_examples: int) -> dict[str, np.ndarray]:
+    """Up to ``max_examples`` examples spread evenly over the split (all of them when it is smaller), in order.
 
-
-def epoch_permutation(n_examples: int, *, seed: int, epoch: int) -> np.ndarray:
-    """The example order of one epoch: ``jax.random.permutation(fold_in(key(seed), epoch), n_examples)``.
-
-    Depends only on ``(seed, epoch, n_examples)``; the datarax source
-    (:class:`ddsp_datarax.sources.PreparedSource`) uses the same permutation, so both paths give the same batches.
+    Bounded memory for split-wide summaries (e.g. the mean pitch and loudness of the training data).
     """
-    key = jax.random.fold_in(jax.random.key(seed), epoch)
-    return np.asarray(jax.random.permutation(key, n_examples))
+    if max_examples < 1:
+        raise ValueError(f"max_examples must be positive, got {max_examples}")
+    count = min(len(reader), max_examples)
+    rows = np.unique(np.round(np.linspace(0, len(reader) - 1, count)).astype(np.int64)) if count else np.zeros(0)
+    return reader.read(rows, fields)
 
 
 def batch_iterator(
-    examples: Mapping[str, np.ndarray],
+    examples: Mapping[str, np.ndarray] | SplitReader,
     batch_size: int,
     *,
     seed: int,
     start_step: int = 0,
     shard_index: int = 0,
     shard_count: int = 1,
+    fields: tuple[str, ...] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yield shuffled numpy batches forever; the batch at global step ``s`` depends only on ``(seed, s)``.
 
-    The global batch of a step is ``G = batch_size * shard_count`` examples. Step ``s`` belongs to epoch
-    ``e = s // steps_per_epoch`` with ``steps_per_epoch = N // G`` (each epoch's remainder is dropped); the epoch's
-    order is :func:`epoch_permutation` ``(seed, e)`` and step ``s`` takes its positions
-    ``[(s % steps_per_epoch) * G, ... + G)``. Shard ``k`` receives rows ``[k * batch_size, (k + 1) * batch_size)``
-    of that global batch, so the shards of one step are disjoint and together form the global batch, and resuming
+    The rows of each step are :func:`ddsp_datarax.shards.batch_rows` (the one definition shared with the datarax
+    source): epochs of ``N // (batch_size * shard_count)`` global batches in the order
+    :func:`epoch_permutation` ``(seed, e)``, shard ``k`` taking rows ``[k * batch_size, (k + 1) * batch_size)`` of
+    each global batch, so the shards of one step are disjoint and together form the global batch, and resuming
     with ``start_step=s`` continues exactly where a run stopped.
 
     Parameters
     ----------
     examples
-        Arrays with a common leading axis N (e.g. from :func:`load_split`); every key is batched.
+        Arrays with a common leading axis N (e.g. from :func:`load_split`), or a
+        :class:`~ddsp_datarax.shards.SplitReader` (read from disk per batch, bounded memory).
     batch_size
         Examples per step for THIS shard (the per-process batch); ``batch_size * shard_count <= N``.
     seed
@@ -367,11 +465,13 @@ def batch_iterator(
         First global step to yield.
     shard_index, shard_count
         This process's shard (``jax.process_index()``) and the number of shards (``jax.process_count()``).
+    fields
+        Which fields to yield; default every key of ``examples`` (all fields of a reader).
 
     Yields
     ------
     dict[str, numpy.ndarray]
-        Same keys as ``examples``, leading axis ``batch_size``.
+        The fields, leading axis ``batch_size``.
 
     Examples
     --------
@@ -381,42 +481,32 @@ def batch_iterator(
 
     See Also
     --------
+    train.data.loader.prefetching_batches : the same batches read ahead on background threads.
     ddsp_datarax.sources.build_pipeline : the same batches through a datarax pipeline.
     """
-    n_examples = _common_length(examples)
-    _check_batching(n_examples, batch_size, shard_index=shard_index, shard_count=shard_count, start_step=start_step)
-    global_batch = batch_size * shard_count
-    per_epoch = steps_per_epoch(n_examples, global_batch)
+    read, n_examples = _row_reader(examples, fields)
+    check_batching(n_examples, batch_size, shard_index=shard_index, shard_count=shard_count)
+    if start_step < 0:
+        raise ValueError(f"start_step must be >= 0, got {start_step}")
     step = start_step
-    epoch, order = -1, np.zeros(0, np.int64)
     while True:
-        if step // per_epoch != epoch:
-            epoch = step // per_epoch
-            order = epoch_permutation(n_examples, seed=seed, epoch=epoch)
-        start = (step % per_epoch) * global_batch + shard_index * batch_size
-        rows = order[start : start + batch_size]
-        yield {name: np.asarray(array)[rows] for name, array in examples.items()}
+        yield read(batch_rows(n_examples, batch_size, step, seed=seed, shard_index=shard_index,
+                              shard_count=shard_count))
         step += 1
 
 
-def _common_length(examples: Mapping[str, np.ndarray]) -> int:
+def _row_reader(
+    examples: Mapping[str, np.ndarray] | SplitReader, fields: tuple[str, ...] | None
+) -> tuple[Callable[[np.ndarray], dict[str, np.ndarray]], int]:
+    """``(rows -> batch dict, N)`` for in-memory arrays or a shard reader."""
+    if isinstance(examples, SplitReader):
+        chosen = tuple(fields or examples.fields)
+        return (lambda rows: examples.read(rows, chosen)), len(examples)
     lengths = {name: len(array) for name, array in examples.items()}
     if not lengths or len(set(lengths.values())) != 1:
         raise ValueError(f"examples must be a non-empty dict of arrays with one common length, got {lengths}")
-    return next(iter(lengths.values()))
-
-
-def _check_batching(n_examples: int, batch_size: int, *, shard_index: int, shard_count: int, start_step: int) -> None:
-    if shard_count < 1 or not 0 <= shard_index < shard_count:
-        raise ValueError(f"need shard_count >= 1 and 0 <= shard_index < shard_count, got {shard_index=}, {shard_count=}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if batch_size * shard_count > n_examples:
-        raise ValueError(
-            f"batch_size * shard_count = {batch_size * shard_count} exceeds the {n_examples} examples available"
-        )
-    if start_step < 0:
-        raise ValueError(f"start_step must be >= 0, got {start_step}")
+    chosen = tuple(fields or examples)
+    return (lambda rows: {name: np.asarray(examples[name])[rows] for name in chosen}), next(iter(lengths.values()))
 
 
 __all__ = [
@@ -425,18 +515,28 @@ __all__ = [
     "FEATURE_FIELDS",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "SHARD_SIZE",
     "SPLITS",
+    "SplitReader",
     "assign_splits",
     "batch_iterator",
+    "build_id",
+    "completed_shards",
     "empty_split",
     "epoch_permutation",
+    "finish_build",
     "load_manifest",
     "load_npz",
     "load_split",
     "npz_bytes",
+    "open_split",
+    "read_spread",
     "save_json_atomic",
+    "save_npy_atomic",
     "save_npz_atomic",
+    "start_build",
     "steps_per_epoch",
     "validate_split_arrays",
     "write_prepared",
+    "write_shard",
 ]

@@ -173,7 +173,7 @@ def prepare_folder(
     folder
         Folder searched recursively for audio files (hidden files and folders are ignored).
     out_dir
-        Folder to write (``manifest.json`` and ``train/validation/test.npz``).
+        Folder to write (``manifest.json`` and the shards of each split).
     example_seconds
         Length of each example, seconds (``n_samples = round(example_seconds * 16000)``).
     hop_seconds

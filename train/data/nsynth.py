@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from train.data import _build
-from train.data.dataset import SPLITS, DataError
+from train.data.dataset import SHARD_SIZE, SPLITS, DataError
 from train.data.features import FeatureConfig
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def _note(
 
 
 def iter_tfds(
-    config_name: str, split: str, *, data_dir: Path | None = None, max_examples: int | None = None
+    config_name: str, split: str, *, data_dir: Path | None = None, max_examples: int | None = None, skip: int = 0
 ) -> Iterator[dict[str, Any]]:
     """Yield the notes of one split of a tfds NSynth config, converted to our field names.
 
@@ -69,7 +69,9 @@ def iter_tfds(
     data_dir
         tensorflow-datasets data folder; default tfds's (``~/tensorflow_datasets``).
     max_examples
-        Stop after this many notes (``None``: all).
+        Stop after this many notes (``None``: all), counted from the start of the split.
+    skip
+        Start after this many notes (``tf.data`` skips them; used to resume a build).
 
     Yields
     ------
@@ -105,7 +107,8 @@ def iter_tfds(
         ) from error
     label = info.features["instrument"]["label"]
     family = info.features["instrument"]["family"]
-    for example in itertools.islice(tfds.as_numpy(dataset), max_examples):
+    remaining = None if max_examples is None else max(max_examples - skip, 0)
+    for example in itertools.islice(tfds.as_numpy(dataset.skip(skip)), remaining):
         note = _note(
             audio=example["audio"],
             note_id=example["id"].decode(),
@@ -184,7 +187,7 @@ def _parse_nsynth_record(serialized: bytes, *, where: str) -> dict[str, Any]:
     return note
 
 
-def _stack(notes: Sequence[Mapping[str, Any]], split: str) -> dict[str, np.ndarray]:
+def _stack(notes: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     columns: dict[str, np.ndarray] = {
         "audio": np.stack([n["audio"] for n in notes]),
         "pitch": np.asarray([n["pitch"] for n in notes], np.int32),
@@ -192,7 +195,6 @@ def _stack(notes: Sequence[Mapping[str, Any]], split: str) -> dict[str, np.ndarr
         "instrument": np.asarray([n["instrument"] for n in notes], dtype=str),
         "family": np.asarray([n["family"] for n in notes], dtype=str),
         "id": np.asarray([n["id"] for n in notes], dtype=str),
-        "group": np.full(len(notes), split),
     }
     if all("f0_hz" in n for n in notes):
         columns["f0_hz"] = np.stack([n["f0_hz"] for n in notes])
@@ -200,30 +202,34 @@ def _stack(notes: Sequence[Mapping[str, Any]], split: str) -> dict[str, np.ndarr
     return columns
 
 
-def _concatenate(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    keys = set.intersection(*(set(part) for part in parts))
-    return {key: np.concatenate([part[key] for part in parts]) for key in sorted(keys)}
+NoteSource = Callable[[int], Iterator[dict[str, Any]]]
+"""``skip -> notes``: one split's notes after the first ``skip``."""
 
 
 def _prepare_from_notes(
-    notes_by_split: Mapping[str, list[dict[str, Any]]], out_dir: Path, *, build: dict[str, Any],
-    feature_config: FeatureConfig, cache_dir: Path | None, progress: bool,
+    notes: Mapping[str, NoteSource], out_dir: Path, *, build: dict[str, Any], feature_config: FeatureConfig,
+    cache_dir: Path | None, progress: bool, shard_size: int,
 ) -> Path:
-    parts = [_stack(notes, split) for split, notes in notes_by_split.items() if notes]
-    if not parts:
-        raise DataError(f"{out_dir}: NSynth gave no example in any split")
-    examples = _concatenate(parts)
-    return _build.build_dataset(
-        out_dir,
-        examples,
-        build=build,
-        details={"nsynth_counts": {split: len(notes) for split, notes in notes_by_split.items()}},
-        skipped=[],
-        feature_config=feature_config,
-        cache_dir=cache_dir,
-        progress=progress,
-        split_of_group={split: split for split in SPLITS},
-    )
+    """Stream each split's notes into shards (chunks of ``feature_config.batch_size`` notes at a time)."""
+
+    def chunks(split: str) -> _build.ChunkSource:
+        return lambda skip: map(_stack, _build.batched(notes[split](skip), feature_config.batch_size))
+
+    try:
+        return _build.build_sharded(
+            out_dir,
+            {split: chunks(split) for split in SPLITS},
+            build=build,
+            manifest=_build.describe(NSYNTH_N_SAMPLES, feature_config, details={}, skipped=[]),
+            feature_config=feature_config,
+            cache_dir=cache_dir,
+            progress=progress,
+            shard_size=shard_size,
+        )
+    except DataError as error:
+        if "nothing usable" in str(error):
+            raise DataError(f"{out_dir}: NSynth gave no example in any split") from error
+        raise
 
 
 def _check_split_sizes(split_sizes: Mapping[str, int] | None) -> dict[str, int | None]:
@@ -244,15 +250,18 @@ def prepare_nsynth(
     crepe_model: str = "full",
     cache_dir: Path | None = None,
     progress: bool = True,
+    shard_size: int = SHARD_SIZE,
 ) -> Path:
-    """Build (or reuse) a prepared dataset from a tfds NSynth config.
+    """Build (or reuse) a prepared dataset from a tfds NSynth config, streaming: memory holds one shard.
+
+    An interrupted build continues from its last complete shard (tfds reads from there).
 
     Parameters
     ----------
     config_name
         ``"full"``, ``"gansynth_subset"`` or ``"gansynth_subset.f0_and_loudness"``.
     out_dir
-        Folder to write (``manifest.json`` and ``train/validation/test.npz``).
+        Folder to write (``manifest.json`` and the shards of each split).
     data_dir
         tensorflow-datasets data folder holding the prepared NSynth; default tfds's.
     split_sizes
@@ -264,6 +273,8 @@ def prepare_nsynth(
         Feature cache folder; default ``out_dir / "cache"``.
     progress
         Show a progress bar while extracting features.
+    shard_size
+        Notes per shard (256 notes = 64 MiB of audio).
 
     Returns
     -------
@@ -291,11 +302,12 @@ def prepare_nsynth(
     if _build.is_up_to_date(out_dir, build):
         logger.info("%s is up to date (nsynth/%s)", out_dir, config_name)
         return Path(out_dir)
-    notes = {
-        split: list(iter_tfds(config_name, split, data_dir=data_dir, max_examples=sizes[split])) for split in SPLITS
-    }
+    def notes(split: str) -> NoteSource:
+        return lambda skip: iter_tfds(config_name, split, data_dir=data_dir, max_examples=sizes[split], skip=skip)
+
     return _prepare_from_notes(
-        notes, Path(out_dir), build=build, feature_config=feature_config, cache_dir=cache_dir, progress=progress
+        {split: notes(split) for split in SPLITS}, Path(out_dir), build=build, feature_config=feature_config,
+        cache_dir=cache_dir, progress=progress, shard_size=shard_size,
     )
 
 
@@ -307,14 +319,15 @@ def prepare_nsynth_tfrecords(
     crepe_model: str = "full",
     cache_dir: Path | None = None,
     progress: bool = True,
+    shard_size: int = SHARD_SIZE,
 ) -> Path:
-    """Build (or reuse) a prepared dataset from raw NSynth TFRecord files.
+    """Build (or reuse) a prepared dataset from raw NSynth TFRecord files, streaming, resumable.
 
     Parameters
     ----------
     tfrecords
         Our split name (``train``, ``validation``, ``test``) to its TFRecord files; a missing split is empty.
-    out_dir, split_sizes, crepe_model, cache_dir, progress
+    out_dir, split_sizes, crepe_model, cache_dir, progress, shard_size
         As :func:`prepare_nsynth`.
 
     Returns
@@ -343,9 +356,12 @@ def prepare_nsynth_tfrecords(
     if _build.is_up_to_date(out_dir, build):
         logger.info("%s is up to date (NSynth TFRecords)", out_dir)
         return Path(out_dir)
-    notes = {split: list(iter_tfrecords(paths[split], max_examples=sizes[split])) for split in SPLITS}
+    def notes(split: str) -> NoteSource:
+        return lambda skip: itertools.islice(iter_tfrecords(paths[split], max_examples=sizes[split]), skip, None)
+
     return _prepare_from_notes(
-        notes, Path(out_dir), build=build, feature_config=feature_config, cache_dir=cache_dir, progress=progress
+        {split: notes(split) for split in SPLITS}, Path(out_dir), build=build, feature_config=feature_config,
+        cache_dir=cache_dir, progress=progress, shard_size=shard_size,
     )
 
 

@@ -309,7 +309,7 @@ def prepare_offline(
     preset
         ``"tiny"``, ``"demo"`` or ``"full"`` (see :data:`PRESETS`).
     out_dir
-        Folder to write (``manifest.json`` and ``train/validation/test.npz``, see :mod:`train.data.dataset`).
+        Folder to write (``manifest.json`` and the shards of each split, see :mod:`train.data.dataset`).
     crepe_model
         ``"tiny"`` or ``"full"``; default: the preset's.
     cache_dir
