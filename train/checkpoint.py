@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from train import modeling
@@ -59,7 +59,8 @@ def _manager(directory: Path, *, read_only: bool) -> ocp.CheckpointManager:
 
 def state_tree(params: Any, opt_state: Any, step: int) -> dict[str, Any]:
     """The pytree a checkpoint stores: parameters, optimiser state and step."""
-    return {"params": params, "opt_state": opt_state, "step": jnp.asarray(step, jnp.int32)}
+    # A numpy step, not a device array: with several processes orbax refuses host-local device arrays.
+    return {"params": params, "opt_state": opt_state, "step": np.asarray(step, np.int32)}
 
 
 def list_steps(directory: Path) -> list[int]:
@@ -115,6 +116,8 @@ class Checkpointer:
         )
         self._manager.wait_until_finished()
         logger.info("saved checkpoint %s/%d", self.directory, step)
+        if jax.process_index() != 0:  # several processes: process 0 alone prunes the shared folder
+            return
         steps = list_steps(self.directory)
         for old in steps[: -self.keep]:
             if old != best_step:

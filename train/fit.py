@@ -255,7 +255,8 @@ def fit(config: Config, dataset_dir: Path, *, resume: bool = False, progress: bo
     parallel.check_batch_size(config.train.batch_size, mesh)
     run_dir, examples, validation = _check_inputs(config, dataset_dir)
     state, static = _prepare_state(config, run_dir, resume=resume)
-    remove_incomplete(run_dir / "checkpoints")
+    if parallel.is_writer():
+        remove_incomplete(run_dir / "checkpoints")
     _write_run_files(run_dir, config, examples, resume=resume)
     loop = _Loop(config, static, mesh, run_dir, validation, progress=progress)
     try:

@@ -39,18 +39,20 @@ def test_object_arrays_are_refused():
 
 
 def test_interrupted_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path, monkeypatch):
-    path = tmp_path / "train.npz"
-    dataset.save_npz_atomic(path, synthetic_split(2))
+    from ddsp_core import _io
+
+    path = tmp_path / "audio.npy"
+    dataset.save_npy_atomic(path, synthetic_split(2)["audio"])
     before = path.read_bytes()
 
     def fail(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dataset.os, "replace", fail)
+    monkeypatch.setattr(_io.os, "replace", fail)
     with pytest.raises(KeyboardInterrupt):
-        dataset.save_npz_atomic(path, synthetic_split(5))
+        dataset.save_npy_atomic(path, synthetic_split(5)["audio"])
     assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["train.npz"]
+    assert [p.name for p in tmp_path.iterdir()] == ["audio.npy"]
 
 
 def test_prepared_dataset_loads_with_manifest_counts_and_is_byte_identical_when_rewritten(tmp_path):
