@@ -109,12 +109,18 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, meta: dict[str, Any], *, best_step: int | None) -> None:
         """Write checkpoint ``step`` (blocks until done), then drop steps that are neither newest nor best."""
-        self._manager.save(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-            force=True,
-        )
-        self._manager.wait_until_finished()
+        try:
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                force=True,
+            )
+            self._manager.wait_until_finished()
+        except OSError:
+            raise
+        except Exception as error:  # orbax wraps I/O failures of its worker threads in other types
+            first_line = (str(error).splitlines() or [type(error).__name__])[0]
+            raise CheckpointError(f"could not write checkpoint {self.directory / str(step)}: {first_line}") from error
         logger.info("saved checkpoint %s/%d", self.directory, step)
         if jax.process_index() != 0:  # several processes: process 0 alone prunes the shared folder
             return
