@@ -267,9 +267,12 @@ def _parse_value(key: str, text: str, kind: Any) -> Any:
             raise ConfigError(f"config key {key!r} expects an integer, got {text!r}") from None
     if kind is float:
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             raise ConfigError(f"config key {key!r} expects a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"config key {key!r} expects a finite number, got {text!r}")
+        return value
     return text
 
 

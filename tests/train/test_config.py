@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from train.config import ConfigError, apply_overrides, from_dict, preset
+from train.config import ConfigError, DataConfig, TrainConfig, apply_overrides, from_dict, preset
 
 
 def test_nsynth_preset_is_the_seed_configuration():
@@ -79,19 +79,35 @@ def test_model_fingerprint_changes_with_the_model_only():
         ("data.source=youtube", "data.source='youtube'"),
         ("train.batch_size=0", "train.batch_size must be a finite number > 0, got 0"),
         ("train.scan_unroll=0", "train.scan_unroll must be a finite number > 0"),
-        ("train.learning_rate=nan", "train.learning_rate must be a finite number > 0, got nan"),
-        ("train.learning_rate=inf", "train.learning_rate must be a finite number > 0, got inf"),
+        ("train.learning_rate=nan", "config key 'train.learning_rate' expects a finite number, got 'nan'"),
+        ("train.learning_rate=inf", "config key 'train.learning_rate' expects a finite number, got 'inf'"),
         ("train.learning_rate=-1e-3", "train.learning_rate must be a finite number > 0, got -0.001"),
-        ("train.grad_clip=nan", "train.grad_clip must be a finite number > 0"),
-        ("train.decay_rate=-inf", "train.decay_rate must be a finite number > 0"),
+        ("train.grad_clip=0", "train.grad_clip must be a finite number > 0"),
+        ("train.decay_rate=-0.5", "train.decay_rate must be a finite number > 0"),
         ("train.seed=-1", "train.seed must be >= 0"),
-        ("data.example_seconds=nan", "data.example_seconds must be a finite number > 0"),
-        ("data.validation_fraction=nan", "data.validation_fraction must be a fraction in [0, 1)"),
+        ("data.example_seconds=0", "data.example_seconds must be a finite number > 0"),
+        ("data.validation_fraction=1", "data.validation_fraction must be a fraction in [0, 1)"),
         ("data.test_fraction=-0.1", "data.test_fraction must be a fraction in [0, 1)"),
         ("data.validation_fraction=0.95", "data.validation_fraction + data.test_fraction must be < 1"),
+        ("model.noise_weight=nan", "config key 'model.noise_weight' expects a finite number, got 'nan'"),
+        ("model.harmonic_weight=-inf", "config key 'model.harmonic_weight' expects a finite number, got '-inf'"),
         ("model.n_samples=1000", "must be a multiple of model.hop_size"),
     ],
 )
 def test_invalid_values_are_refused_with_the_key(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         apply_overrides(preset("demo"), [override])
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "value", "message"),
+    [
+        (TrainConfig, "learning_rate", float("nan"), "train.learning_rate must be a finite number > 0, got nan"),
+        (TrainConfig, "grad_clip", float("inf"), "train.grad_clip must be a finite number > 0, got inf"),
+        (DataConfig, "example_seconds", float("nan"), "data.example_seconds must be a finite number > 0"),
+        (DataConfig, "test_fraction", float("nan"), "data.test_fraction must be a fraction in [0, 1), got nan"),
+    ],
+)
+def test_non_finite_values_are_refused_when_a_section_is_built(section, field, value, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        section(**{field: value})
