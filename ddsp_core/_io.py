@@ -16,6 +16,11 @@ from pathlib import Path
 from typing import IO
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once at import (os.umask can only be read by setting it)
+_DEFAULT_PERMISSIONS = 0o666 & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, permissions: int | None = None) -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; rename it to ``path`` when the block ends without error.
@@ -27,7 +32,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, permissions: 
     mode
         ``"wb"`` (bytes) or ``"w"`` (text, UTF-8).
     permissions
-        Mode bits given to the file (default: the temporary file's ``0o600``, as written by :mod:`tempfile`).
+        Mode bits given to the file (default ``0o666`` less the process umask, as :func:`open` would give).
 
     Raises
     ------
@@ -49,8 +54,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, permissions: 
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        if permissions is not None:
-            os.chmod(tmp_name, permissions)
+        os.chmod(tmp_name, _DEFAULT_PERMISSIONS if permissions is None else permissions)
         os.replace(tmp_name, path)
     except OSError as error:
         if tmp_name is not None:

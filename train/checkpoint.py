@@ -16,9 +16,12 @@ Which checkpoints are kept: the newest ``keep`` steps plus the one with the lowe
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,10 @@ CHOICES = ("newest", "best")
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable, corrupt, or from an incompatible configuration."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (full or read-only disk...); no step folder was finalised."""
 
 
 class CorruptCheckpointError(CheckpointError):
@@ -109,18 +116,21 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, meta: dict[str, Any], *, best_step: int | None) -> None:
         """Write checkpoint ``step`` (blocks until done), then drop steps that are neither newest nor best."""
+        printed = io.StringIO()  # what orbax's threads print; dropped when the write fails (reported in one line)
         try:
-            self._manager.save(
-                step,
-                args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-                force=True,
-            )
-            self._manager.wait_until_finished()
-        except OSError:
-            raise
-        except Exception as error:  # orbax wraps I/O failures of its worker threads in other types
+            with contextlib.redirect_stderr(printed):
+                self._manager.save(
+                    step,
+                    args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                    force=True,
+                )
+                self._manager.wait_until_finished()
+        except Exception as error:  # orbax wraps I/O failures of its worker threads in many types
             first_line = (str(error).splitlines() or [type(error).__name__])[0]
-            raise CheckpointError(f"could not write checkpoint {self.directory / str(step)}: {first_line}") from error
+            raise CheckpointWriteError(
+                f"could not write checkpoint {self.directory / str(step)}: {first_line}"
+            ) from error
+        sys.stderr.write(printed.getvalue())
         logger.info("saved checkpoint %s/%d", self.directory, step)
         if jax.process_index() != 0:  # several processes: process 0 alone prunes the shared folder
             return

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from ddsp_core._io import write_text_atomic
-from train.checkpoint import CheckpointError, parse_choice
+from train.checkpoint import CheckpointError, CheckpointWriteError, parse_choice
 from train.config import Config, ConfigError, apply_overrides, preset
 
 logger = logging.getLogger("train")
@@ -321,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(f"ddsp-train: error: {error_line(error)}", file=sys.stderr)
+        if isinstance(error, CheckpointWriteError):
+            # tensorstore's threads still call back into orbax's closed asyncio loop and print one "Event loop is
+            # closed" traceback per pending write while the process exits; the error is reported above.
+            sys.stderr.flush()
+            sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (open until the process exits)
         return 2
 
 

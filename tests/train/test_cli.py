@@ -4,13 +4,17 @@ checkpoint choice each end in one line ``ddsp-train: error: ...`` and exit statu
 from __future__ import annotations
 
 import errno
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from ddsp_core import _io
+from tests.train._run import REPO, tiny_args
 from train.cli import describe_change, main
 
 
@@ -82,3 +86,18 @@ def test_a_step_that_is_not_a_number_or_name_is_refused(trained_run, tone, tmp_p
                                                      (5.0, 5.0, "unchanged")])
 def test_the_fit_summary_says_higher_when_the_loss_went_up(first, last, text):
     assert describe_change(first, last) == text
+
+
+def test_a_full_disk_during_a_checkpoint_write_is_one_line_without_tracebacks(tmp_path, tiny_dataset):
+    # Every file larger than 8 KiB fails to write (EFBIG), as on a full disk; config and metrics still fit.
+    script = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192)); "
+              "sys.argv = ['ddsp-train'] + sys.argv[1:]; runpy.run_module('train', run_name='__main__')")
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, "fit", *tiny_args(tmp_path / "run", tiny_dataset, "train.n_steps=2")],
+        capture_output=True, text=True, env=environment, cwd=REPO, timeout=600,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if "ddsp-train: error:" in line]
+    assert len(errors) == 1 and f"could not write checkpoint {tmp_path / 'run' / 'checkpoints' / '2'}" in errors[0]
+    assert "Traceback" not in done.stderr
