@@ -152,11 +152,11 @@ def prepare(config: Config, *, overwrite: bool = False) -> Path:
 
 
 def _command_prepare(args: argparse.Namespace) -> int:
-    from train.data import load_manifest
+    from train.data import SPLITS, load_manifest
 
     path = prepare(build_config(args), overwrite=args.overwrite_dataset)
     counts = load_manifest(path).get("counts", {})
-    print(f"prepared dataset: {path} ({', '.join(f'{name} {count}' for name, count in counts.items())} examples)")
+    print(f"prepared dataset: {path} ({', '.join(f'{name} {counts.get(name, 0)}' for name in SPLITS)} examples)")
     return 0
 
 

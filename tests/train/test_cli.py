@@ -52,6 +52,17 @@ def test_a_dataset_of_another_preset_is_not_replaced(tmp_path, tiny_dataset, cap
     assert {path.name: path.read_bytes() for path in dataset.iterdir() if path.is_file()} == before
 
 
+def test_prepare_says_how_many_examples_went_to_each_split(tmp_path, tiny_dataset, capsys):
+    from train.data import load_manifest
+
+    dataset = tmp_path / "dataset"
+    shutil.copytree(tiny_dataset, dataset)
+    assert main(["prepare", "--preset", "tiny", "--set", f"data.dataset_dir={dataset}"]) == 0
+    counts = load_manifest(dataset)["counts"]
+    expected = ", ".join(f"{name} {counts[name]}" for name in ("train", "validation", "test"))
+    assert f"prepared dataset: {dataset} ({expected} examples)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(("code", "reason"), [(errno.EACCES, "Permission denied"),
                                               (errno.ENOSPC, "No space left on device")])
 def test_an_unwritable_output_folder_is_one_line_naming_the_path(trained_run, tone, tmp_path, capsys, monkeypatch,
