@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
+import time
 
 import jax
 import numpy as np
@@ -65,6 +67,8 @@ def initialize_distributed() -> None:
         raise DistributedError(f"JAX_PROCESS_ID={process_id} must lie in [0, JAX_NUM_PROCESSES={num_processes})")
     timeout_s = _int_variable("DDSP_DISTRIBUTED_TIMEOUT_S", 300)
     heartbeat_s = _int_variable("DDSP_HEARTBEAT_TIMEOUT_S", 100)
+    if process_id != 0:  # jax.distributed aborts the process when it cannot connect; fail in one line first
+        _wait_for_coordinator(address, timeout_s, process_id=process_id, num_processes=num_processes)
     if os.environ.get("JAX_PLATFORMS", "").split(",")[0] == "cpu":
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
@@ -73,10 +77,29 @@ def initialize_distributed() -> None:
     except Exception as error:  # jaxlib raises XlaRuntimeError (DEADLINE_EXCEEDED, UNAVAILABLE...)
         reason = str(error).splitlines()[0][:200]
         raise DistributedError(
-            f"process {process_id} of {num_processes} could not join the coordinator at {address} within "
-            f"{timeout_s} s (JAX_COORDINATOR_ADDRESS; is process 0 running and the port open?): {reason}"
+            f"process {process_id} of {num_processes} could not start jax.distributed with the coordinator at "
+            f"{address} within {timeout_s} s: {reason}"
         ) from None
     logger.info("jax.distributed: process %d of %d (coordinator %s)", process_id, num_processes, address)
+
+
+def _wait_for_coordinator(address: str, timeout_s: int, *, process_id: int, num_processes: int) -> None:
+    """Return once a TCP connection to ``address`` (``host:port``) opens; raise after ``timeout_s`` seconds."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise DistributedError(f"JAX_COORDINATOR_ADDRESS={address!r}: expected host:port")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+                return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise DistributedError(
+                    f"process {process_id} of {num_processes} could not join the coordinator at {address} within "
+                    f"{timeout_s} s (JAX_COORDINATOR_ADDRESS; is process 0 running and the port open?): {error}"
+                ) from None
+            time.sleep(0.2)
 
 
 def check_same_config(config_json: str) -> None:
