@@ -25,8 +25,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ddsp_core.decoder import _gru_over_frames
-from ddsp_core.model import DDSPAutoencoder, spectral_loss
+from ddsp_core.decoder import gru_over_frames
+from ddsp_core.model import build_autoencoder, reconstruction_loss
+from train.config import DEFAULT_PROCESSORS as PAPER_PROCESSORS
 
 
 def _time_calls(fn: Callable[[], object], steps: int) -> tuple[float, float]:
@@ -71,7 +72,7 @@ def _gru_in_cell_steps(cell: eqx.nn.GRUCell, inputs: jax.Array, *, unroll: int) 
 def _time_gru_only(cell: eqx.nn.GRUCell, inputs: jax.Array, unroll: int, steps: int) -> list[tuple]:
     """GRU alone (forward + backward), hoisted input projection vs per-step cell, batch via vmap."""
     rows = []
-    for name, run in (("GRU only, hoisted input", _gru_over_frames), ("GRU only, per-step cell", _gru_in_cell_steps)):
+    for name, run in (("GRU only, hoisted input", gru_over_frames), ("GRU only, per-step cell", _gru_in_cell_steps)):
         grad = eqx.filter_jit(
             eqx.filter_grad(lambda c, x, run=run: jnp.sum(jax.vmap(lambda s: run(c, s, unroll=unroll))(x)))
         )
@@ -106,11 +107,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     rows = []
     for unroll in args.unroll:
-        model = DDSPAutoencoder(scan_unroll=unroll, key=jax.random.key(0))
+        model = build_autoencoder(PAPER_PROCESSORS, scan_unroll=unroll, key=jax.random.key(0))
         if not args.skip_gru:
             decoder = model.decoder
             gru_grad = eqx.filter_jit(
-                eqx.filter_grad(lambda d, f, l: sum(jnp.sum(x.astype(jnp.float32)) for x in jax.vmap(d)(f, l)))
+                eqx.filter_grad(lambda d, f, l: sum(jnp.sum(x.astype(jnp.float32)) for x in jax.tree.leaves(jax.vmap(d)(f, l))))
             )
             compile_s, ms = _time_calls(lambda: gru_grad(decoder, f0_hz, loudness_db), args.steps)
             rows.append(("decoder fwd+bwd only", unroll, ms, compile_s))
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.extend(_time_gru_only(decoder.gru, gru_inputs, unroll, args.steps))
         for path in args.paths:
             if path == "pure":
-                run = _make_step(lambda m, b, k: spectral_loss(m, *b, key=k), model, batch)
+                run = _make_step(lambda m, b, k: reconstruction_loss(m, *b, key=k), model, batch)
             else:
                 from flax import nnx  # the datarax path only, so the pure path runs where datarax is not installed
 

@@ -1,7 +1,7 @@
 """ddsp_core: Differentiable Digital Signal Processing (Engel et al., ICLR 2020) as pure, shape-checked JAX functions.
 
 One module per concept (``core`` helpers, ``synths``, ``noise``, ``effects``, ``spectral``, ``resample``, ``crepe``
-with ``crepe_decoding`` and ``crepe_weights``, ``decoder``, ``model``); the most used names are re-exported here.
+with ``crepe_decoding`` and ``crepe_weights``, ``decoder``, ``processors``, ``model``); the most used names are re-exported here.
 Every function works on one example and is batched with ``jax.vmap``; sizes and rates are explicit keyword
 arguments.
 """
@@ -15,6 +15,7 @@ from ddsp_core import (
     effects,
     model,
     noise,
+    processors,
     resample,
     spectral,
     stream,
@@ -50,9 +51,23 @@ from ddsp_core.crepe import (
     load_crepe_params,
     resample_to_crepe_rate,
 )
-from ddsp_core.decoder import DDSPDecoder, MfccEncoder, parameter_count
+from ddsp_core.decoder import DDSPDecoder, MfccEncoder, RnnFcDecoder, parameter_count
 from ddsp_core.effects import exp_decay_impulse_response, fft_convolve, learned_ir_init, reverb
-from ddsp_core.model import DDSPAutoencoder, ModelOutputs, autoencode, spectral_loss
+from ddsp_core.model import DDSPAutoencoder, autoencode, build_autoencoder, build_instrument, reconstruction_loss
+from ddsp_core.processors import (
+    Effect,
+    ExpDecayReverb,
+    FilteredNoise,
+    FilteredNoiseReverb,
+    Harmonic,
+    Instrument,
+    Reverb,
+    Sinusoidal,
+    Source,
+    Wavetable,
+    register_processor,
+    render,
+)
 from ddsp_core.noise import filtered_noise, filtered_noise_controls, frequency_filter, frequency_impulse_response
 from ddsp_core.spectral import (
     a_weighting_db,
@@ -70,11 +85,23 @@ __all__ = [
     "CrepeParams",
     "DDSPAutoencoder",
     "DDSPDecoder",
+    "Effect",
+    "ExpDecayReverb",
+    "FilteredNoise",
+    "FilteredNoiseReverb",
+    "Harmonic",
+    "Instrument",
     "MfccEncoder",
-    "ModelOutputs",
+    "Reverb",
+    "RnnFcDecoder",
+    "Sinusoidal",
+    "Source",
+    "Wavetable",
     "a_weighting_db",
     "amplitude_to_db",
     "autoencode",
+    "build_autoencoder",
+    "build_instrument",
     "compute_loudness",
     "core",
     "crepe",
@@ -90,7 +117,6 @@ __all__ = [
     "estimate_f0",
     "exp_decay_impulse_response",
     "exp_sigmoid",
-    "hann_window",
     "fft_convolve",
     "filtered_noise",
     "filtered_noise_controls",
@@ -99,6 +125,7 @@ __all__ = [
     "frequency_impulse_response",
     "gate_by_confidence",
     "gate_by_loudness",
+    "hann_window",
     "harmonic_controls",
     "harmonic_frequencies",
     "harmonic_synthesis",
@@ -114,7 +141,11 @@ __all__ = [
     "normalize_harmonics",
     "parameter_count",
     "power_to_db",
+    "processors",
+    "reconstruction_loss",
+    "register_processor",
     "remove_above_nyquist",
+    "render",
     "resample",
     "resample_to_crepe_rate",
     "reverb",
@@ -122,7 +153,6 @@ __all__ = [
     "safe_log",
     "sinusoidal_synthesis",
     "spectral",
-    "spectral_loss",
     "stft",
     "stream",
     "stream_features",

@@ -1,16 +1,15 @@
-"""The DDSP decoder: an Equinox network that maps pitch and loudness (and an optional z) to synthesiser controls.
+"""The DDSP decoders: Equinox networks that map pitch and loudness (and an optional z) to named raw outputs.
 
-Architecture (Engel et al. 2020, section 3 and appendix B; magenta ddsp ``RnnFcDecoder`` with one input layer):
+Two architectures, both ending in one linear layer whose outputs are split by name (magenta's ``output_splits``:
+what the heads are is data, usually ``Instrument.control_sizes()``):
 
-    [f0_scaled, loudness_scaled (, z)]  per frame
-      -> Linear(hidden)
-      -> GRU(hidden), run over frames with ``lax.scan``
-      -> n_mlp_layers x (Linear(hidden) -> LayerNorm -> ReLU)
-      -> three linear heads: overall amplitude (1), harmonic distribution (n_harmonics), noise magnitudes (n_bands)
+* :class:`DDSPDecoder` (config name ``"linear"``): ``[f0_scaled, loudness_scaled (, z)] -> Linear(hidden) ->
+  GRU(hidden) -> n_mlp_layers x (Linear -> LayerNorm -> ReLU) -> Linear(sum of output sizes)``.
+* :class:`RnnFcDecoder` (``"rnn_fc"``): magenta's, an MLP per input, GRU, and a skip of the input MLPs' outputs
+  into the output MLP.
 
-The heads return *raw* network outputs. Turning them into physical controls (``exp_sigmoid``, removing harmonics above
-Nyquist, normalising the distribution) is the synthesisers' ``get_controls`` step, kept separate as magenta does
-(see ``ddsp_core.model``).
+The outputs are *raw* network outputs. Turning them into physical controls (``exp_sigmoid``, removing harmonics
+above Nyquist, normalising the distribution) is each processor's ``get_controls`` step (``ddsp_core.processors``).
 
 The GRU is written so that the input projection ``W_ih x_t + b`` of every frame is one matrix product *outside* the
 scan; only the recurrent product ``W_hh h_{t-1}`` stays inside the loop. The parameters are those of
@@ -20,22 +19,26 @@ This module also holds the optional z-encoder (:class:`MfccEncoder`), magenta's 
 MFCC -> LayerNorm -> GRU -> Linear to ``z_dims`` per frame, used for timbre conditioning.
 """
 
-from typing import NamedTuple
+from collections.abc import Mapping
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ddsp_core._checks import check_positive_int
 from ddsp_core._typing import AnyArray, Key
 from ddsp_core.core import hz_to_midi, upsample_linear
 from ddsp_core.spectral import mfcc
 
 __all__ = [
+    "DECODERS",
     "DDSPDecoder",
-    "DecoderOutputs",
+    "AnyDecoder",
     "MfccEncoder",
+    "RnnFcDecoder",
     "decoder_parameter_count",
+    "gru_over_frames",
     "parameter_count",
     "parameter_summary",
     "scale_decoder_inputs",
@@ -45,24 +48,6 @@ F0_RANGE_MIDI = 127.0
 """f0 is scaled as ``hz_to_midi(f0_hz) / 127`` (magenta ``F0LoudnessPreprocessor``)."""
 LOUDNESS_RANGE_DB = 80.0
 """Loudness is scaled as ``loudness_db / 80 + 1`` (magenta ``F0LoudnessPreprocessor``)."""
-
-
-class DecoderOutputs(NamedTuple):
-    """Raw (unscaled) decoder outputs for one example, at frame rate.
-
-    Attributes
-    ----------
-    amplitude : Float[Array, "n_frames"]
-        Raw overall amplitude; ``exp_sigmoid`` of it is the linear amplitude.
-    harmonic_distribution : Float[Array, "n_frames n_harmonics"]
-        Raw harmonic distribution; ``exp_sigmoid``, the Nyquist mask and normalisation make it a distribution.
-    noise_magnitudes : Float[Array, "n_frames n_noise_bands"]
-        Raw noise filter magnitudes; the noise ``get_controls`` step scales them with ``exp_sigmoid``.
-    """
-
-    amplitude: Float[Array, " n_frames"]
-    harmonic_distribution: Float[Array, "n_frames n_harmonics"]
-    noise_magnitudes: Float[Array, "n_frames n_noise_bands"]
 
 
 def scale_decoder_inputs(
@@ -89,6 +74,7 @@ def scale_decoder_inputs(
     Examples
     --------
     >>> scale_decoder_inputs(jnp.array([440.0]), jnp.array([-40.0]))  # [[69/127, 0.5]]
+    Array([[0.54330707, 0.5       ]], dtype=float32)
 
     See Also
     --------
@@ -107,10 +93,14 @@ def _linear_over_frames(layer: eqx.nn.Linear, x: Float[Array, "n_frames d_in"]) 
     return y
 
 
-def _gru_over_frames(
-    cell: eqx.nn.GRUCell, inputs: Float[Array, "n_frames d_in"], *, unroll: int
+def gru_over_frames(
+    cell: eqx.nn.GRUCell,
+    inputs: Float[Array, "n_frames d_in"],
+    *,
+    unroll: int = 1,
+    initial: Float[Array, " hidden"] | None = None,
 ) -> Float[Array, "n_frames hidden"]:
-    """Run a GRU over a sequence, from a zero state, with the input projection hoisted out of the scan.
+    """Run a GRU over a sequence with the input projection hoisted out of the scan.
 
     Same maths as stepping ``equinox.nn.GRUCell`` (PyTorch convention, reset gate applied after the hidden product):
 
@@ -118,8 +108,24 @@ def _gru_over_frames(
         u_t = sigmoid(W_iu x_t + b_u + W_hu h_{t-1})
         n_t = tanh(W_in x_t + b_n + r_t * (W_hn h_{t-1} + b_hn))
         h_t = n_t + u_t * (h_{t-1} - n_t)
+
+    Parameters
+    ----------
+    cell : eqx.nn.GRUCell
+        The GRU's parameters.
+    inputs : Float[Array, "n_frames d_in"]
+        One input vector per frame.
+    unroll : int
+        ``lax.scan`` unroll (speed only).
+    initial : Float[Array, "hidden"] or None
+        Hidden state before the first frame (``None``: zeros). Passing the last output of one block as the
+        ``initial`` of the next runs a long sequence block by block with the same result (streaming).
+
+    Returns
+    -------
+    Float[Array, "n_frames hidden"]
+        The hidden state after each frame; the last row is the state to carry on.
     """
-    hidden_size = cell.hidden_size
     input_gates = inputs @ cell.weight_ih.T  # [n_frames, 3 * hidden]
     bias_n = 0.0
     if cell.use_bias:
@@ -137,7 +143,8 @@ def _gru_over_frames(
         new_hidden = candidate + update * (hidden - candidate)
         return new_hidden, new_hidden
 
-    initial = jnp.zeros((hidden_size,), dtype=input_gates.dtype)
+    if initial is None:
+        initial = jnp.zeros((cell.hidden_size,), dtype=input_gates.dtype)
     _, hidden_states = jax.lax.scan(step, initial, input_gates, unroll=unroll)
     return hidden_states  # [n_frames, hidden]
 
@@ -158,32 +165,52 @@ class _DenseBlock(eqx.Module):
         return jax.nn.relu(y)
 
 
-def _check_positive(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
+def _check_output_sizes(output_sizes: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    splits = tuple((str(name), int(size)) for name, size in output_sizes.items())
+    if not splits:
+        raise ValueError("output_sizes must name at least one output, e.g. {'harmonic/amplitude': 1}")
+    for name, size in splits:
+        if size <= 0:
+            raise ValueError(f"output_sizes[{name!r}] must be a positive integer, got {size}")
+    return splits
+
+
+def _split_outputs(flat: Float[Array, "n_frames n_out"], splits: tuple[tuple[str, int], ...]) -> dict[str, Array]:
+    """Cut one ``(n_frames, sum of sizes)`` head into named ``(n_frames, size)`` outputs (magenta ``output_splits``)."""
+    outputs, start = {}, 0
+    for name, size in splits:
+        outputs[name] = flat[:, start : start + size]
+        start += size
+    return outputs
+
+
+def _check_z(z: AnyArray | None, z_dims: int) -> None:
+    if z_dims > 0:
+        if z is None:
+            raise ValueError(f"z is required: this decoder was built with z_dims={z_dims}")
+        if z.ndim != 2 or z.shape[-1] != z_dims:
+            raise ValueError(f"z must have shape (n_frames, {z_dims}), got {z.shape}")
+    elif z is not None:
+        raise ValueError("z was given but this decoder was built with z_dims=0")
 
 
 class DDSPDecoder(eqx.Module):
-    """DDSP decoder (Equinox): f0 and loudness (and optionally z) per frame -> raw synthesiser controls.
+    """DDSP decoder (Equinox): f0 and loudness (and optionally z) per frame -> named raw outputs.
 
-    Works on ONE example; batch with ``jax.vmap(decoder)``.
+    ``[f0_scaled, loudness_scaled (, z)] -> Linear(hidden) -> GRU(hidden) -> n_mlp_layers x (Linear, LayerNorm,
+    ReLU) -> Linear(sum of output sizes)``, split into the named outputs (magenta's ``output_splits``: the heads
+    are data). Works on ONE example; batch with ``jax.vmap(decoder)``.
 
     Parameters
     ----------
-    n_harmonics : int
-        Size of the harmonic-distribution head (default 100).
-    n_noise_bands : int
-        Size of the noise-magnitudes head (default 65).
+    output_sizes : Mapping[str, int]
+        Raw outputs per frame, name -> size, e.g. ``instrument.control_sizes()``.
     hidden_size : int
         Width of the input layer, the GRU and the MLP (default 512, as the paper).
     n_mlp_layers : int
         Number of (Linear, LayerNorm, ReLU) blocks after the GRU (default 3).
     z_dims : int
-        Size of the optional per-frame latent ``z`` (0: no z input; magenta uses 16 or 32 with an encoder).
-    noise_bias_init : float
-        Initial bias of the noise head (default 0.0). The quiet-noise start (magenta's ``initial_bias=-5``)
-        is applied by the noise controls step; see ``ddsp_core.model``.
+        Size of the optional per-frame latent ``z`` (0: no z input).
     scan_unroll : int
         ``unroll`` argument of the GRU's ``lax.scan`` (a speed knob only; results are identical).
     key : Key
@@ -191,38 +218,34 @@ class DDSPDecoder(eqx.Module):
 
     Notes
     -----
-    Parameter count (``H`` hidden, ``I = 2 + z_dims``, ``L`` MLP layers, ``O = 1 + n_harmonics + n_noise_bands``)::
+    Parameter count (``H`` hidden, ``I = 2 + z_dims``, ``L`` MLP layers, ``O`` = sum of output sizes)::
 
         (I H + H) + (3 H (H + H) + 4 H) + L (H^2 + 3 H) + (H O + O)
 
-    (input layer, GRU reading the H-wide input layer, L blocks of Linear + LayerNorm scale/offset, heads);
-    2,452,646 for the defaults. See :func:`decoder_parameter_count`.
-    The GRU uses ``equinox.nn.GRUCell``'s layout (one input bias of 3H plus
-    a bias of H on the candidate's hidden product), so it has 2H fewer parameters than Keras's ``reset_after`` GRU.
+    2,452,646 for a harmonic (1 + 100) + noise (65) instrument at the defaults; see :func:`decoder_parameter_count`.
+    The GRU uses ``equinox.nn.GRUCell``'s layout (one input bias of 3H plus a bias of H on the candidate's hidden
+    product), 2H fewer parameters than Keras's ``reset_after`` GRU.
 
-    Source: Engel et al. 2020 (appendix B, "RNN-FC decoder"); magenta ddsp ``decoders.RnnFcDecoder`` /
-    ``preprocessing.F0LoudnessPreprocessor``. Magenta's variant has a small MLP per input and a skip connection
-    from the inputs to the output stack; this one follows the project design (a single input layer).
+    Source: Engel et al. 2020 (appendix B); magenta ddsp ``decoders.RnnFcDecoder`` with one input layer instead of
+    an MLP per input and no skip connection (see :class:`RnnFcDecoder` for magenta's).
 
     Examples
     --------
-    >>> decoder = DDSPDecoder(key=jax.random.key(0))
+    >>> decoder = DDSPDecoder(output_sizes={"amp": 1, "dist": 60}, hidden_size=32, key=jax.random.key(0))
     >>> raw = decoder(jnp.full((250,), 440.0), jnp.full((250,), -30.0))
-    >>> raw.harmonic_distribution.shape  # (250, 100)
+    >>> raw["dist"].shape
+    (250, 60)
 
     See Also
     --------
-    scale_decoder_inputs, MfccEncoder, ddsp_core.model.DDSPAutoencoder
+    RnnFcDecoder, scale_decoder_inputs, MfccEncoder
     """
 
     input_layer: eqx.nn.Linear
     gru: eqx.nn.GRUCell
     mlp: tuple[_DenseBlock, ...]
-    amplitude_head: eqx.nn.Linear
-    harmonic_head: eqx.nn.Linear
-    noise_head: eqx.nn.Linear
-    n_harmonics: int = eqx.field(static=True)
-    n_noise_bands: int = eqx.field(static=True)
+    head: eqx.nn.Linear
+    output_splits: tuple[tuple[str, int], ...] = eqx.field(static=True)
     hidden_size: int = eqx.field(static=True)
     z_dims: int = eqx.field(static=True)
     scan_unroll: int = eqx.field(static=True)
@@ -230,45 +253,57 @@ class DDSPDecoder(eqx.Module):
     def __init__(
         self,
         *,
-        n_harmonics: int = 100,
-        n_noise_bands: int = 65,
+        output_sizes: Mapping[str, int],
         hidden_size: int = 512,
         n_mlp_layers: int = 3,
         z_dims: int = 0,
-        noise_bias_init: float = 0.0,
         scan_unroll: int = 1,
         key: Key,
     ):
-        _check_positive(
-            n_harmonics=n_harmonics,
-            n_noise_bands=n_noise_bands,
-            hidden_size=hidden_size,
-            n_mlp_layers=n_mlp_layers,
-            scan_unroll=scan_unroll,
-        )
+        check_positive_int(hidden_size=hidden_size, n_mlp_layers=n_mlp_layers, scan_unroll=scan_unroll)
         if z_dims < 0:
             raise ValueError(f"z_dims must be >= 0, got {z_dims}")
-        keys = jax.random.split(key, 5 + n_mlp_layers)
-        n_inputs = 2 + z_dims
-        self.input_layer = eqx.nn.Linear(n_inputs, hidden_size, key=keys[0])
+        self.output_splits = _check_output_sizes(output_sizes)
+        keys = jax.random.split(key, 3 + n_mlp_layers)
+        self.input_layer = eqx.nn.Linear(2 + z_dims, hidden_size, key=keys[0])
         self.gru = eqx.nn.GRUCell(hidden_size, hidden_size, key=keys[1])
-        self.mlp = tuple(_DenseBlock(hidden_size, hidden_size, key=k) for k in keys[5:])
-        self.amplitude_head = eqx.nn.Linear(hidden_size, 1, key=keys[2])
-        self.harmonic_head = eqx.nn.Linear(hidden_size, n_harmonics, key=keys[3])
-        noise_head = eqx.nn.Linear(hidden_size, n_noise_bands, key=keys[4])
-        self.noise_head = eqx.tree_at(lambda m: m.bias, noise_head, jnp.full((n_noise_bands,), noise_bias_init))
-        self.n_harmonics = n_harmonics
-        self.n_noise_bands = n_noise_bands
+        self.mlp = tuple(_DenseBlock(hidden_size, hidden_size, key=k) for k in keys[3:])
+        self.head = eqx.nn.Linear(hidden_size, sum(size for _, size in self.output_splits), key=keys[2])
         self.hidden_size = hidden_size
         self.z_dims = z_dims
         self.scan_unroll = scan_unroll
+
+    def gru_inputs(
+        self,
+        f0_hz: Float[AnyArray, " n_frames"],
+        loudness_db: Float[AnyArray, " n_frames"],
+        z: Float[AnyArray, "n_frames z_dims"] | None = None,
+    ) -> tuple[Float[Array, "n_frames hidden"], Float[Array, "n_frames 0"]]:
+        """The per-frame part before the GRU: ``(GRU inputs, skip features)`` (no skip here: width 0)."""
+        _check_z(z, self.z_dims)
+        features = scale_decoder_inputs(f0_hz, loudness_db)  # [n_frames, 2]
+        if z is not None:
+            features = jnp.concatenate([features, jnp.asarray(z)], axis=-1)  # [n_frames, 2 + z_dims]
+        x = _linear_over_frames(self.input_layer, features)  # [n_frames, hidden]
+        return x, x[:, :0]
+
+    def outputs(
+        self, hidden_states: Float[Array, "n_frames hidden"], skip: Float[Array, "n_frames s"]
+    ) -> dict[str, Array]:
+        """The per-frame part after the GRU: hidden states -> named raw outputs."""
+        del skip
+        x = hidden_states
+        with jax.named_scope("mlp"):
+            for block in self.mlp:
+                x = block(x)  # [n_frames, hidden]
+        return _split_outputs(_linear_over_frames(self.head, x), self.output_splits)
 
     def __call__(
         self,
         f0_hz: Float[AnyArray, " n_frames"],
         loudness_db: Float[AnyArray, " n_frames"],
         z: Float[AnyArray, "n_frames z_dims"] | None = None,
-    ) -> DecoderOutputs:
+    ) -> dict[str, Array]:
         """Decode one example.
 
         Parameters
@@ -282,31 +317,139 @@ class DDSPDecoder(eqx.Module):
 
         Returns
         -------
-        DecoderOutputs
-            Raw ``amplitude (n_frames,)``, ``harmonic_distribution (n_frames, n_harmonics)``,
-            ``noise_magnitudes (n_frames, n_noise_bands)``.
+        dict of str to Array
+            ``name -> (n_frames, size)`` for every entry of ``output_sizes``.
         """
-        with jax.named_scope("ddsp_decoder"):
-            features = scale_decoder_inputs(f0_hz, loudness_db)  # [n_frames, 2]
-            if self.z_dims > 0:
-                if z is None:
-                    raise ValueError(f"z is required: this decoder was built with z_dims={self.z_dims}")
-                if z.shape[-1] != self.z_dims:
-                    raise ValueError(f"z must have {self.z_dims} features per frame, got shape {z.shape}")
-                features = jnp.concatenate([features, jnp.asarray(z)], axis=-1)  # [n_frames, 2 + z_dims]
-            elif z is not None:
-                raise ValueError("z was given but this decoder was built with z_dims=0")
-            x = _linear_over_frames(self.input_layer, features)  # [n_frames, hidden]
-            with jax.named_scope("gru"):
-                x = _gru_over_frames(self.gru, x, unroll=self.scan_unroll)  # [n_frames, hidden]
-            with jax.named_scope("mlp"):
-                for block in self.mlp:
-                    x = block(x)  # [n_frames, hidden]
-            return DecoderOutputs(
-                amplitude=_linear_over_frames(self.amplitude_head, x)[:, 0],  # [n_frames]
-                harmonic_distribution=_linear_over_frames(self.harmonic_head, x),  # [n_frames, n_harmonics]
-                noise_magnitudes=_linear_over_frames(self.noise_head, x),  # [n_frames, n_noise_bands]
-            )
+        return _decode(self, f0_hz, loudness_db, z)
+
+
+def _decode(decoder, f0_hz, loudness_db, z) -> dict[str, Array]:
+    with jax.named_scope("ddsp_decoder"):
+        x, skip = decoder.gru_inputs(f0_hz, loudness_db, z)
+        with jax.named_scope("gru"):
+            hidden_states = gru_over_frames(decoder.gru, x, unroll=decoder.scan_unroll)  # [n_frames, hidden]
+        return decoder.outputs(hidden_states, skip)
+
+
+def _stack(in_features: int, hidden_size: int, n_layers: int, key: Key) -> tuple[_DenseBlock, ...]:
+    keys = jax.random.split(key, n_layers)
+    sizes = [in_features] + [hidden_size] * n_layers
+    return tuple(_DenseBlock(sizes[i], hidden_size, key=keys[i]) for i in range(n_layers))
+
+
+def _run_stack(stack: tuple[_DenseBlock, ...], x: Array) -> Array:
+    for block in stack:
+        x = block(x)
+    return x
+
+
+class RnnFcDecoder(eqx.Module):
+    """magenta's ``RnnFcDecoder``: an MLP per input, a GRU over their concatenation, and the inputs' MLP outputs
+    skipped past the GRU into the output MLP.
+
+    ``h_f = MLP_f(f0_scaled)``, ``h_l = MLP_l(loudness_scaled)`` (and ``h_z = MLP_z(z)``), each ``n_mlp_layers`` x
+    (Linear(hidden), LayerNorm, ReLU); ``g = GRU([h_f, h_l, h_z])``; ``out = Linear(MLP_out([h_f, h_l, h_z, g]))``
+    split into the named outputs. Works on ONE example.
+
+    Parameters
+    ----------
+    output_sizes : Mapping[str, int]
+        Raw outputs per frame, name -> size.
+    hidden_size : int
+        Width of every MLP layer and of the GRU (default 512).
+    n_mlp_layers : int
+        Layers of each input MLP and of the output MLP (default 3, magenta's).
+    z_dims : int
+        Size of the optional per-frame latent ``z`` (0: no z input).
+    scan_unroll : int
+        ``unroll`` of the GRU's ``lax.scan`` (speed only).
+    key : Key
+        PRNG key for the initialisation.
+
+    Notes
+    -----
+    Source: magenta ddsp ``decoders.RnnFcDecoder`` (``input_keys=('ld_scaled', 'f0_scaled'[, 'z'])``,
+    ``rnn_type='gru'``, ``fc_stack(ch, layers)`` per input and for the output).
+
+    Examples
+    --------
+    >>> decoder = RnnFcDecoder(output_sizes={"amp": 1}, hidden_size=16, n_mlp_layers=2, key=jax.random.key(0))
+    >>> decoder(jnp.full((10,), 440.0), jnp.full((10,), -30.0))["amp"].shape
+    (10, 1)
+    """
+
+    input_stacks: tuple[tuple[_DenseBlock, ...], ...]
+    gru: eqx.nn.GRUCell
+    output_stack: tuple[_DenseBlock, ...]
+    head: eqx.nn.Linear
+    output_splits: tuple[tuple[str, int], ...] = eqx.field(static=True)
+    hidden_size: int = eqx.field(static=True)
+    z_dims: int = eqx.field(static=True)
+    scan_unroll: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        *,
+        output_sizes: Mapping[str, int],
+        hidden_size: int = 512,
+        n_mlp_layers: int = 3,
+        z_dims: int = 0,
+        scan_unroll: int = 1,
+        key: Key,
+    ):
+        check_positive_int(hidden_size=hidden_size, n_mlp_layers=n_mlp_layers, scan_unroll=scan_unroll)
+        if z_dims < 0:
+            raise ValueError(f"z_dims must be >= 0, got {z_dims}")
+        self.output_splits = _check_output_sizes(output_sizes)
+        input_widths = (1, 1) + ((z_dims,) if z_dims > 0 else ())
+        keys = jax.random.split(key, len(input_widths) + 3)
+        self.input_stacks = tuple(
+            _stack(width, hidden_size, n_mlp_layers, k) for width, k in zip(input_widths, keys, strict=False)
+        )
+        n_in = len(input_widths) * hidden_size
+        self.gru = eqx.nn.GRUCell(n_in, hidden_size, key=keys[-3])
+        self.output_stack = _stack(n_in + hidden_size, hidden_size, n_mlp_layers, keys[-2])
+        self.head = eqx.nn.Linear(hidden_size, sum(size for _, size in self.output_splits), key=keys[-1])
+        self.hidden_size = hidden_size
+        self.z_dims = z_dims
+        self.scan_unroll = scan_unroll
+
+    def gru_inputs(
+        self,
+        f0_hz: Float[AnyArray, " n_frames"],
+        loudness_db: Float[AnyArray, " n_frames"],
+        z: Float[AnyArray, "n_frames z_dims"] | None = None,
+    ) -> tuple[Float[Array, "n_frames d"], Float[Array, "n_frames d"]]:
+        """The per-frame part before the GRU: the concatenated input MLP outputs (GRU input and skip)."""
+        _check_z(z, self.z_dims)
+        features = scale_decoder_inputs(f0_hz, loudness_db)  # [n_frames, 2]
+        inputs = [features[:, 0:1], features[:, 1:2]] + ([jnp.asarray(z)] if z is not None else [])
+        x = jnp.concatenate([_run_stack(s, v) for s, v in zip(self.input_stacks, inputs, strict=True)], axis=-1)
+        return x, x  # [n_frames, n_inputs * hidden]
+
+    def outputs(
+        self, hidden_states: Float[Array, "n_frames hidden"], skip: Float[Array, "n_frames s"]
+    ) -> dict[str, Array]:
+        """The per-frame part after the GRU: ``[skip, hidden] -> output MLP -> named raw outputs``."""
+        x = _run_stack(self.output_stack, jnp.concatenate([skip, hidden_states], axis=-1))  # [n_frames, hidden]
+        return _split_outputs(_linear_over_frames(self.head, x), self.output_splits)
+
+    def __call__(
+        self,
+        f0_hz: Float[AnyArray, " n_frames"],
+        loudness_db: Float[AnyArray, " n_frames"],
+        z: Float[AnyArray, "n_frames z_dims"] | None = None,
+    ) -> dict[str, Array]:
+        """Decode one example; same contract as :meth:`DDSPDecoder.__call__`."""
+        return _decode(self, f0_hz, loudness_db, z)
+
+
+AnyDecoder = DDSPDecoder | RnnFcDecoder
+"""Either decoder: both map ``(f0_hz, loudness_db[, z])`` to named raw outputs and expose ``gru_inputs``,
+``gru`` and ``outputs`` (the GRU is the only part that crosses frames: a streaming engine carries its state)."""
+
+DECODERS = {"linear": DDSPDecoder, "rnn_fc": RnnFcDecoder}
+"""Decoders by config name: ``"linear"`` (one input layer, :class:`DDSPDecoder`) and ``"rnn_fc"`` (magenta's)."""
 
 
 class MfccEncoder(eqx.Module):
@@ -344,7 +487,8 @@ class MfccEncoder(eqx.Module):
     Examples
     --------
     >>> encoder = MfccEncoder(z_dims=16, sample_rate=16000, key=jax.random.key(0))
-    >>> z = encoder(jnp.zeros(64000), n_frames=1000)  # (1000, 16)
+    >>> encoder(jnp.zeros(64000), n_frames=1000).shape
+    (1000, 16)
 
     See Also
     --------
@@ -376,7 +520,7 @@ class MfccEncoder(eqx.Module):
         scan_unroll: int = 1,
         key: Key,
     ):
-        _check_positive(
+        check_positive_int(
             z_dims=z_dims,
             sample_rate=sample_rate,
             hidden_size=hidden_size,
@@ -425,33 +569,29 @@ class MfccEncoder(eqx.Module):
                 n_mfccs=self.n_mfccs,
             )  # [n_mfcc_frames, n_mfccs]
             x = jax.vmap(self.norm)(coefficients)
-            x = _gru_over_frames(self.gru, x, unroll=self.scan_unroll)  # [n_mfcc_frames, hidden]
+            x = gru_over_frames(self.gru, x, unroll=self.scan_unroll)  # [n_mfcc_frames, hidden]
             z = _linear_over_frames(self.output_layer, x)  # [n_mfcc_frames, z_dims]
             return upsample_linear(z, n_frames)  # [n_frames, z_dims]
 
 
-def decoder_parameter_count(
-    *, n_harmonics: int, n_noise_bands: int, hidden_size: int, n_mlp_layers: int, z_dims: int
-) -> int:
+def decoder_parameter_count(*, n_outputs: int, hidden_size: int, n_mlp_layers: int, z_dims: int) -> int:
     """Number of trainable scalars in a :class:`DDSPDecoder` with these sizes, from the formula.
 
-    ``(I H + H) + (3 H (H + H) + 4 H) + L (H^2 + H + 2 H) + (H O + O)`` with ``I = 2 + z_dims``,
-    ``O = 1 + n_harmonics + n_noise_bands``: input layer, GRU (``eqx.nn.GRUCell``: two weight matrices, a 3H bias
-    and an H bias), L blocks of Linear + LayerNorm (scale and offset), and the three heads.
+    ``(I H + H) + (3 H (H + H) + 4 H) + L (H^2 + H + 2 H) + (H O + O)`` with ``I = 2 + z_dims`` and ``O`` the sum
+    of the output sizes: input layer, GRU (``eqx.nn.GRUCell``: two weight matrices, a 3H bias and an H bias),
+    L blocks of Linear + LayerNorm (scale and offset), and the head.
 
     Examples
     --------
-    >>> decoder_parameter_count(n_harmonics=100, n_noise_bands=65, hidden_size=512, n_mlp_layers=3, z_dims=0)
+    >>> decoder_parameter_count(n_outputs=1 + 100 + 65, hidden_size=512, n_mlp_layers=3, z_dims=0)
     2452646
     """
     h = hidden_size
-    n_inputs = 2 + z_dims
-    n_outputs = 1 + n_harmonics + n_noise_bands
-    input_layer = n_inputs * h + h
+    input_layer = (2 + z_dims) * h + h
     gru = 3 * h * (h + h) + 4 * h
     mlp = n_mlp_layers * (h * h + h + 2 * h)
-    heads = h * n_outputs + n_outputs
-    return input_layer + gru + mlp + heads
+    head = h * n_outputs + n_outputs
+    return input_layer + gru + mlp + head
 
 
 def _is_parameter(leaf: object) -> bool:
@@ -466,7 +606,8 @@ def parameter_count(module: eqx.Module) -> int:
 
     Examples
     --------
-    >>> parameter_count(DDSPDecoder(key=jax.random.key(0)))
+    >>> parameter_count(DDSPDecoder(output_sizes={"amplitude": 1, "distribution": 100, "noise": 65},
+    ...                             key=jax.random.key(0)))
     2452646
 
     See Also

@@ -1,23 +1,32 @@
-"""The DDSP autoencoder as one Equinox module and one pure function.
+"""The DDSP autoencoder: a decoder (and optional z-encoder) driving an :class:`~ddsp_core.processors.Instrument`.
 
-``autoencode(model, f0_hz, loudness_db, *, key)`` runs, for ONE example:
+``autoencode(model, f0_hz, loudness_db, *, key)`` runs, for ONE example::
 
-    decoder (f0, loudness[, z]) -> raw outputs
-      -> controls   (exp_sigmoid, Nyquist mask, normalised distribution; noise exp_sigmoid(raw - 5))
-      -> harmonic synthesis + filtered noise  (dry signals)
-      -> mix: harmonic_weight * harmonic + noise_weight * noise
-      -> reverb with the learnable impulse response (dry added)
+    [z-encoder (audio) -> z]
+    decoder (f0, loudness[, z]) -> raw outputs, one per entry of instrument.control_sizes()
+      -> processors' get_controls -> sources' signals -> weighted mix -> effects in series
 
-Batches come from ``jax.vmap``; :func:`spectral_loss` does that for a training batch. ``n_samples`` is not a field:
-it is ``n_frames * hop_size``, so one model resynthesises clips of any length.
+The model is built from already-built parts (Equinox style): ``DDSPAutoencoder(instrument=..., decoder=...)``.
+:func:`build_autoencoder` builds the parts from a description (processor entries + decoder settings), the form a
+run's config stores. Batches come from ``jax.vmap``; :func:`reconstruction_loss` does that for a training batch.
+``n_samples`` is not a field: it is ``n_frames * hop_size``, so one model resynthesises clips of any length.
 
-The reverb impulse response is a plain learnable array on the module, initialised by
-:func:`ddsp_core.effects.learned_ir_init`: exponentially decaying noise scaled to an L2 norm of 0.01, so the wet
-signal starts about 40 dB below the dry one (the model starts almost dry and learns how much room it needs; a loud
-random IR at the start would smear every note and slow the early training down).
+Examples
+--------
+>>> model = build_autoencoder(
+...     [{"type": "harmonic", "n_harmonics": 16, "weight": 1.0},
+...      {"type": "filtered_noise", "n_bands": 9, "weight": 0.1},
+...      {"type": "reverb", "ir_length": 256}],
+...     hidden_size=16, n_mlp_layers=1, key=jax.random.key(0))
+>>> out = autoencode(model, jnp.full((100,), 440.0), jnp.full((100,), -20.0), key=jax.random.key(1))
+>>> out.audio.shape, sorted(out.signals)
+((6400,), ['harmonic', 'noise'])
 """
 
-from typing import NamedTuple
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -25,213 +34,178 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ddsp_core._typing import AnyArray, Key
-from ddsp_core.decoder import DDSPDecoder, DecoderOutputs, MfccEncoder
-from ddsp_core.effects import learned_ir_init, reverb
-from ddsp_core.noise import filtered_noise, filtered_noise_controls
+from ddsp_core.decoder import DECODERS, AnyDecoder, MfccEncoder
+from ddsp_core.processors import Effect, Instrument, Rendered, Source, build_processor, render
 from ddsp_core.spectral import DEFAULT_FFT_SIZES, multiscale_spectral_loss
-from ddsp_core.synths import harmonic_controls, harmonic_synthesis
 
 __all__ = [
-    "Controls",
     "DDSPAutoencoder",
-    "ModelOutputs",
     "autoencode",
-    "controls_from_decoder",
-    "spectral_loss",
+    "batch_audio",
+    "batch_autoencode",
+    "build_autoencoder",
+    "build_instrument",
+    "decode",
+    "reconstruction_loss",
 ]
 
 
-class Controls(NamedTuple):
-    """Physical synthesiser controls for one example, at frame rate.
-
-    Attributes
-    ----------
-    amplitude : Float[Array, "n_frames"]
-        Overall linear amplitude of the harmonic synthesiser.
-    harmonic_distribution : Float[Array, "n_frames n_harmonics"]
-        Normalised harmonic distribution (sums to 1 over harmonics below Nyquist, 0 at or above).
-    noise_magnitudes : Float[Array, "n_frames n_noise_bands"]
-        Linear filter magnitudes of the noise, bands uniform from 0 Hz to Nyquist.
-    """
-
-    amplitude: Float[Array, " n_frames"]
-    harmonic_distribution: Float[Array, "n_frames n_harmonics"]
-    noise_magnitudes: Float[Array, "n_frames n_noise_bands"]
-
-
-class ModelOutputs(NamedTuple):
-    """Everything :func:`autoencode` computes for one example.
-
-    Attributes
-    ----------
-    audio : Float[Array, "n_samples"]
-        Final audio: the weighted mix of harmonic and noise, through the reverb (dry added).
-    harmonic : Float[Array, "n_samples"]
-        Dry harmonic audio (before the mix weight).
-    noise : Float[Array, "n_samples"]
-        Dry filtered noise (before the mix weight).
-    amplitude, harmonic_distribution, noise_magnitudes
-        The :class:`Controls`, at frame rate.
-    amplitudes : Float[Array, "n_frames n_harmonics"]
-        Linear amplitude of every harmonic, ``amplitude[:, None] * harmonic_distribution``.
-    f0_hz : Float[Array, "n_frames"]
-        The f0 the harmonic synthesiser played, Hz.
-    """
-
-    audio: Float[Array, " n_samples"]
-    harmonic: Float[Array, " n_samples"]
-    noise: Float[Array, " n_samples"]
-    amplitude: Float[Array, " n_frames"]
-    harmonic_distribution: Float[Array, "n_frames n_harmonics"]
-    noise_magnitudes: Float[Array, "n_frames n_noise_bands"]
-    amplitudes: Float[Array, "n_frames n_harmonics"]
-    f0_hz: Float[Array, " n_frames"]
-
-
-def controls_from_decoder(
-    raw: DecoderOutputs, f0_hz: Float[AnyArray, " n_frames"], *, sample_rate: int, noise_initial_bias: float = -5.0
-) -> Controls:
-    """The ``get_controls`` step: raw decoder outputs -> physical synthesiser controls.
-
-    Maths: ``amplitude = exp_sigmoid(raw_amplitude)``; ``distribution = exp_sigmoid(raw_distribution)`` with
-    harmonics at or above Nyquist zeroed, then normalised to sum 1;
-    ``noise_magnitudes = exp_sigmoid(raw_noise + noise_initial_bias)``, with
-    ``exp_sigmoid(x) = 2 sigmoid(x) ** ln 10 + 1e-7``.
+class DDSPAutoencoder(eqx.Module):
+    """The DDSP autoencoder's parts: decoder, optional z-encoder, and the instrument it drives.
 
     Parameters
     ----------
-    raw : DecoderOutputs
-        Decoder outputs for one example (``(n_frames,)``, ``(n_frames, n_harmonics)``, ``(n_frames, n_bands)``).
-    f0_hz : Float[AnyArray, "n_frames"]
-        Fundamental frequency per frame, Hz (decides which harmonics are above Nyquist).
-    sample_rate : int
-        Audio sample rate, Hz.
-    noise_initial_bias : float
-        Added to the raw noise before ``exp_sigmoid`` (magenta ``FilteredNoise(initial_bias=-5)``: the noise
-        starts about 100 dB down).
-
-    Returns
-    -------
-    Controls
-
-    Notes
-    -----
-    Source: magenta ddsp ``synths.Harmonic.get_controls`` and ``synths.FilteredNoise.get_controls``.
+    instrument : Instrument
+        The processors and how they combine.
+    decoder : DDSPDecoder or RnnFcDecoder
+        Must produce every output of ``instrument.control_sizes()``.
+    encoder : MfccEncoder or None
+        z-encoder; present if and only if the decoder takes ``z`` (``decoder.z_dims > 0``).
 
     See Also
     --------
-    ddsp_core.synths.harmonic_controls, ddsp_core.noise.filtered_noise_controls
+    build_autoencoder, autoencode, reconstruction_loss
     """
-    amplitude, distribution = harmonic_controls(
-        raw.amplitude, raw.harmonic_distribution, f0_hz, sample_rate=sample_rate
-    )  # [n_frames], [n_frames, n_harmonics]
-    noise_magnitudes = filtered_noise_controls(raw.noise_magnitudes, initial_bias=noise_initial_bias)
-    return Controls(amplitude=amplitude, harmonic_distribution=distribution, noise_magnitudes=noise_magnitudes)
+
+    decoder: AnyDecoder
+    encoder: MfccEncoder | None
+    instrument: Instrument
+
+    def __init__(self, *, instrument: Instrument, decoder: AnyDecoder, encoder: MfccEncoder | None = None):
+        produced = dict(decoder.output_splits)
+        needed = instrument.control_sizes()
+        wrong = sorted(name for name, size in needed.items() if produced.get(name) != size)
+        if wrong:
+            raise ValueError(
+                "the decoder's outputs do not match the instrument's controls: "
+                + ", ".join(f"{name} needs {needed[name]}, decoder gives {produced.get(name)}" for name in wrong)
+            )
+        if (encoder is None) != (decoder.z_dims == 0):
+            raise ValueError(f"a z-encoder is needed exactly when the decoder takes z (decoder z_dims="
+                             f"{decoder.z_dims}, encoder {'absent' if encoder is None else 'present'})")
+        if encoder is not None and encoder.z_dims != decoder.z_dims:
+            raise ValueError(f"encoder z_dims={encoder.z_dims} != decoder z_dims={decoder.z_dims}")
+        self.decoder, self.encoder, self.instrument = decoder, encoder, instrument
+
+    @property
+    def sample_rate(self) -> int:
+        """Audio sample rate, Hz."""
+        return self.instrument.sample_rate
+
+    @property
+    def hop_size(self) -> int:
+        """Audio samples per control frame."""
+        return self.instrument.hop_size
 
 
-class DDSPAutoencoder(eqx.Module):
-    """The DDSP autoencoder's parameters and configuration: decoder, optional z-encoder, reverb impulse response.
+def build_instrument(
+    entries: Sequence[Mapping[str, Any]], *, sample_rate: int = 16000, hop_size: int = 64, key: Key
+) -> Instrument:
+    """An :class:`Instrument` from processor entries (the description a config stores).
 
-    Parameters
-    ----------
-    sample_rate : int
-        Audio sample rate, Hz (default 16000).
-    hop_size : int
-        Audio samples per frame of f0/loudness (default 64 = 250 frames/s at 16 kHz).
-    n_harmonics : int
-        Harmonics of the additive synthesiser (default 100).
-    n_noise_bands : int
-        Frequency bands of the filtered noise (default 65).
-    ir_length : int
-        Reverb impulse-response taps (default 16000 = 1 s at 16 kHz).
-    harmonic_weight, noise_weight : float
-        Mix weights of the dry harmonic and noise signals (defaults 1.0 and 0.1, the seed configuration).
-    use_reverb : bool
-        With ``False`` the model has no impulse response and its output is the dry mix.
-    noise_window_size : int
-        Hann window of the noise filters (default 257, magenta's ``FilteredNoise`` default).
-    z_dims : int
-        0 (default): no z-encoder; otherwise an :class:`~ddsp_core.decoder.MfccEncoder` feeds ``z`` of this size.
-    hidden_size, n_mlp_layers, scan_unroll : int
-        Passed to :class:`~ddsp_core.decoder.DDSPDecoder` (and the encoder's GRU width / unroll).
-    key : Key
-        PRNG key for every initialisation (keyword only).
+    Each entry is a mapping with ``type`` (a registered processor type, see
+    :func:`ddsp_core.processors.processor_types`, or ``"package.module:ClassName"``), for sources an optional
+    ``weight`` (default 1.0), and the processor's own settings (e.g. ``n_harmonics``). Sources are summed with
+    their weights, effects follow in the order given.
 
     Examples
     --------
-    >>> model = DDSPAutoencoder(key=jax.random.key(0))
-    >>> out = autoencode(model, jnp.full((1000,), 440.0), jnp.full((1000,), -20.0), key=jax.random.key(1))
-    >>> out.audio.shape
-    (64000,)
-
-    See Also
-    --------
-    autoencode, spectral_loss, ddsp_datarax.pipeline.composite_from_model
+    >>> build_instrument([{"type": "harmonic", "n_harmonics": 8}], key=jax.random.key(0)).control_sizes()
+    {'harmonic/amplitude': 1, 'harmonic/harmonic_distribution': 8}
     """
+    sources, weights, effects = [], [], []
+    keys = jax.random.split(key, max(len(entries), 1))
+    for index, entry in enumerate(entries):
+        settings = dict(entry)
+        if "type" not in settings:
+            raise ValueError(f"processor entry {index} has no 'type' (e.g. type = \"harmonic\"): {dict(entry)}")
+        type_name = settings.pop("type")
+        weight = settings.pop("weight", None)
+        processor = build_processor(type_name, settings, sample_rate=sample_rate, key=keys[index])
+        if isinstance(processor, Source):
+            sources.append(processor)
+            weights.append(1.0 if weight is None else weight)
+        elif weight is not None:
+            raise ValueError(f"processor entry {index} ({type_name}) is an effect; only sources take a weight")
+        else:
+            assert isinstance(processor, Effect)
+            effects.append(processor)
+    return Instrument(sources=sources, weights=weights, effects=effects, sample_rate=sample_rate, hop_size=hop_size)
 
-    decoder: DDSPDecoder
-    encoder: MfccEncoder | None
-    impulse_response: Float[Array, " ir_length"] | None
-    sample_rate: int = eqx.field(static=True)
-    hop_size: int = eqx.field(static=True)
-    n_harmonics: int = eqx.field(static=True)
-    n_noise_bands: int = eqx.field(static=True)
-    ir_length: int = eqx.field(static=True)
-    harmonic_weight: float = eqx.field(static=True)
-    noise_weight: float = eqx.field(static=True)
-    noise_window_size: int = eqx.field(static=True)
 
-    def __init__(
-        self,
-        *,
-        sample_rate: int = 16000,
-        hop_size: int = 64,
-        n_harmonics: int = 100,
-        n_noise_bands: int = 65,
-        ir_length: int = 16000,
-        harmonic_weight: float = 1.0,
-        noise_weight: float = 0.1,
-        use_reverb: bool = True,
-        noise_window_size: int = 257,
-        z_dims: int = 0,
-        hidden_size: int = 512,
-        n_mlp_layers: int = 3,
-        scan_unroll: int = 1,
-        key: Key,
-    ):
-        for name, value in (("sample_rate", sample_rate), ("hop_size", hop_size), ("ir_length", ir_length)):
-            if value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
-        decoder_key, encoder_key, ir_key = jax.random.split(key, 3)
-        self.decoder = DDSPDecoder(
-            n_harmonics=n_harmonics,
-            n_noise_bands=n_noise_bands,
-            hidden_size=hidden_size,
-            n_mlp_layers=n_mlp_layers,
-            z_dims=z_dims,
-            scan_unroll=scan_unroll,
-            key=decoder_key,
-        )
-        self.encoder = (
-            MfccEncoder(
-                z_dims=z_dims,
-                sample_rate=sample_rate,
-                hidden_size=hidden_size,
-                scan_unroll=scan_unroll,
-                key=encoder_key,
-            )
-            if z_dims > 0
-            else None
-        )
-        self.impulse_response = learned_ir_init(ir_length, key=ir_key) if use_reverb else None
-        self.sample_rate = sample_rate
-        self.hop_size = hop_size
-        self.n_harmonics = n_harmonics
-        self.n_noise_bands = n_noise_bands
-        self.ir_length = ir_length
-        self.harmonic_weight = harmonic_weight
-        self.noise_weight = noise_weight
-        self.noise_window_size = noise_window_size
+def build_autoencoder(
+    entries: Sequence[Mapping[str, Any]],
+    *,
+    decoder: str = "linear",
+    hidden_size: int = 512,
+    n_mlp_layers: int = 3,
+    z_dims: int = 0,
+    sample_rate: int = 16000,
+    hop_size: int = 64,
+    scan_unroll: int = 1,
+    key: Key,
+) -> DDSPAutoencoder:
+    """A freshly initialised autoencoder from a description: processor entries and decoder settings.
+
+    Parameters
+    ----------
+    entries : sequence of mappings
+        Processor entries, see :func:`build_instrument`.
+    decoder : str
+        ``"linear"`` (:class:`~ddsp_core.decoder.DDSPDecoder`) or ``"rnn_fc"``
+        (:class:`~ddsp_core.decoder.RnnFcDecoder`, magenta's).
+    hidden_size, n_mlp_layers : int
+        Decoder width and MLP depth (also the z-encoder's GRU width).
+    z_dims : int
+        0: no z-encoder; otherwise an :class:`~ddsp_core.decoder.MfccEncoder` feeds ``z`` of this size, trained end
+        to end with the rest.
+    sample_rate, hop_size : int
+        Audio rate (Hz) and samples per control frame.
+    scan_unroll : int
+        GRU ``lax.scan`` unroll (speed only).
+    key : Key
+        PRNG key of every initialisation.
+    """
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder={decoder!r}; expected one of {', '.join(DECODERS)}")
+    instrument_key, decoder_key, encoder_key = jax.random.split(key, 3)
+    instrument = build_instrument(entries, sample_rate=sample_rate, hop_size=hop_size, key=instrument_key)
+    network = DECODERS[decoder](
+        output_sizes=instrument.control_sizes(),
+        hidden_size=hidden_size,
+        n_mlp_layers=n_mlp_layers,
+        z_dims=z_dims,
+        scan_unroll=scan_unroll,
+        key=decoder_key,
+    )
+    encoder = (
+        MfccEncoder(z_dims=z_dims, sample_rate=sample_rate, hidden_size=hidden_size, scan_unroll=scan_unroll,
+                    key=encoder_key)
+        if z_dims > 0
+        else None
+    )
+    return DDSPAutoencoder(instrument=instrument, decoder=network, encoder=encoder)
+
+
+def decode(
+    model: DDSPAutoencoder,
+    f0_hz: Float[AnyArray, " n_frames"],
+    loudness_db: Float[AnyArray, " n_frames"],
+    audio: Float[AnyArray, " n_samples"] | None = None,
+) -> dict[str, Array]:
+    """The network part of :func:`autoencode`: [z-encoder,] decoder -> raw outputs by name (ONE example)."""
+    n_frames = jnp.shape(f0_hz)[0]
+    if jnp.shape(loudness_db) != (n_frames,):
+        raise ValueError(f"loudness_db must have shape ({n_frames},) like f0_hz, got {jnp.shape(loudness_db)}")
+    z = None
+    if model.encoder is not None:
+        if audio is None:
+            raise ValueError("audio is required: this model has a z-encoder")
+        n_samples = n_frames * model.hop_size
+        if jnp.shape(audio) != (n_samples,):
+            raise ValueError(f"audio must have n_frames * hop_size = {n_samples} samples, got {jnp.shape(audio)}")
+        z = model.encoder(audio, n_frames=n_frames)  # [n_frames, z_dims]
+    return model.decoder(f0_hz, loudness_db, z)
 
 
 def autoencode(
@@ -241,8 +215,8 @@ def autoencode(
     *,
     key: Key,
     audio: Float[AnyArray, " n_samples"] | None = None,
-) -> ModelOutputs:
-    """Run the whole DDSP autoencoder on ONE example: features -> decoder -> synthesisers -> reverb.
+) -> Rendered:
+    """Run the whole DDSP autoencoder on ONE example: features -> decoder -> processors.
 
     Parameters
     ----------
@@ -253,64 +227,30 @@ def autoencode(
     loudness_db : Float[AnyArray, "n_frames"]
         A-weighted loudness per frame, dB.
     key : Key
-        PRNG key of the filtered noise (the same key gives the same noise).
+        PRNG key of the stochastic processors (the same key gives the same noise).
     audio : Float[AnyArray, "n_samples"] or None
         The input audio, ``n_frames * hop_size`` samples; needed only by a model with a z-encoder.
 
     Returns
     -------
-    ModelOutputs
-        Final ``audio`` and dry ``harmonic``/``noise`` of ``n_frames * hop_size`` samples, and the controls.
+    Rendered
+        Final ``audio`` (``n_frames * hop_size`` samples), each source's dry signal and every processor's controls.
 
     Notes
     -----
-    ``audio = reverb(harmonic_weight * harmonic + noise_weight * noise, impulse_response)`` (dry added).
-    Source: magenta ddsp ``models.Autoencoder`` with the ``ae``/``solo_instrument`` processor group
-    (``Harmonic``, ``FilteredNoise``, ``Add``, ``Reverb``).
-
-    Examples
-    --------
-    >>> outputs = jax.vmap(lambda f, l, k: autoencode(model, f, l, key=k))(f0_batch, loudness_batch, keys)
+    Source: magenta ddsp ``models.Autoencoder`` with a ``ProcessorGroup`` (e.g. ``Harmonic``, ``FilteredNoise``,
+    ``Add``, ``Reverb``), here a typed :class:`~ddsp_core.processors.Instrument` instead of a string-keyed DAG.
 
     See Also
     --------
-    spectral_loss, controls_from_decoder
+    reconstruction_loss, ddsp_core.processors.render
     """
-    n_frames = f0_hz.shape[0]
-    n_samples = n_frames * model.hop_size
     with jax.named_scope("ddsp_autoencoder"):
-        z = None
-        if model.encoder is not None:
-            if audio is None:
-                raise ValueError("audio is required: this model has a z-encoder")
-            if audio.shape[0] != n_samples:
-                raise ValueError(
-                    f"audio must have n_frames * hop_size = {n_samples} samples, got {audio.shape[0]}"
-                )
-            z = model.encoder(audio, n_frames=n_frames)  # [n_frames, z_dims]
-        raw = model.decoder(f0_hz, loudness_db, z)
-        controls = controls_from_decoder(raw, f0_hz, sample_rate=model.sample_rate)
-        harmonic = harmonic_synthesis(
-            controls.amplitude, controls.harmonic_distribution, f0_hz, n_samples=n_samples, sample_rate=model.sample_rate
-        )  # [n_samples]
-        noise = filtered_noise(
-            controls.noise_magnitudes, n_samples=n_samples, window_size=model.noise_window_size, key=key
-        )  # [n_samples]
-        dry = model.harmonic_weight * harmonic + model.noise_weight * noise
-        wet = dry if model.impulse_response is None else reverb(dry, model.impulse_response)
-        return ModelOutputs(
-            audio=wet,
-            harmonic=harmonic,
-            noise=noise,
-            amplitude=controls.amplitude,
-            harmonic_distribution=controls.harmonic_distribution,
-            noise_magnitudes=controls.noise_magnitudes,
-            amplitudes=controls.amplitude[:, None] * controls.harmonic_distribution,  # [n_frames, n_harmonics]
-            f0_hz=jnp.asarray(f0_hz, dtype=jnp.float32),
-        )
+        raw = decode(model, f0_hz, loudness_db, audio)
+        return render(model.instrument, raw, f0_hz, key=key)
 
 
-def spectral_loss(
+def reconstruction_loss(
     model: DDSPAutoencoder,
     audio: Float[AnyArray, "batch n_samples"],
     f0_hz: Float[AnyArray, "batch n_frames"],
@@ -330,7 +270,7 @@ def spectral_loss(
     f0_hz, loudness_db : Float[AnyArray, "batch n_frames"]
         Features of the target audio.
     key : Key
-        PRNG key, split into one noise key per example.
+        PRNG key, split into one key per example (example ``i`` uses ``jax.random.split(key, batch)[i]``).
     fft_sizes : tuple of int
         FFT sizes of the loss (default 2048 .. 64).
 
@@ -343,15 +283,42 @@ def spectral_loss(
     --------
     autoencode, ddsp_core.spectral.multiscale_spectral_loss
     """
-    n_samples = f0_hz.shape[1] * model.hop_size
-    if audio.shape[1] != n_samples:
-        raise ValueError(f"audio must have n_frames * hop_size = {n_samples} samples, got {audio.shape[1]}")
-    keys = jax.random.split(key, audio.shape[0])
+    return multiscale_spectral_loss(audio, batch_audio(model, f0_hz, loudness_db, key=key, audio=audio),
+                                    fft_sizes=fft_sizes)
+
+
+def batch_audio(
+    model: DDSPAutoencoder,
+    f0_hz: Float[AnyArray, "batch n_frames"],
+    loudness_db: Float[AnyArray, "batch n_frames"],
+    *,
+    key: Key,
+    audio: Float[AnyArray, "batch n_samples"] | None = None,
+) -> Float[Array, "batch n_samples"]:
+    """:func:`autoencode`'s audio for a batch; example ``i`` uses ``jax.random.split(key, batch)[i]``."""
+    return batch_autoencode(model, f0_hz, loudness_db, key=key, audio=audio).audio
+
+
+def batch_autoencode(
+    model: DDSPAutoencoder,
+    f0_hz: Float[AnyArray, "batch n_frames"],
+    loudness_db: Float[AnyArray, "batch n_frames"],
+    *,
+    key: Key,
+    audio: Float[AnyArray, "batch n_samples"] | None = None,
+) -> Rendered:
+    """:func:`autoencode` over a batch (``vmap``); example ``i`` uses ``jax.random.split(key, batch)[i]``.
+
+    ``audio`` is the input audio, needed by a model with a z-encoder (and checked against the frame count).
+    """
+    n_samples = jnp.shape(f0_hz)[1] * model.hop_size
+    if audio is not None and jnp.shape(audio)[1] != n_samples:
+        raise ValueError(f"audio must have n_frames * hop_size = {n_samples} samples, got {jnp.shape(audio)[1]}")
+    keys = jax.random.split(key, jnp.shape(f0_hz)[0])
     encoder_audio = audio if model.encoder is not None else None
+    in_axes = (0, 0, 0, 0 if encoder_audio is not None else None)
 
     def one(f0, loudness, example_key, example_audio):
-        return autoencode(model, f0, loudness, key=example_key, audio=example_audio).audio
+        return autoencode(model, f0, loudness, key=example_key, audio=example_audio)
 
-    in_axes = (0, 0, 0, 0 if encoder_audio is not None else None)
-    predicted = jax.vmap(one, in_axes=in_axes)(f0_hz, loudness_db, keys, encoder_audio)  # [batch, n_samples]
-    return multiscale_spectral_loss(audio, predicted, fft_sizes=fft_sizes)
+    return jax.vmap(one, in_axes=in_axes)(f0_hz, loudness_db, keys, encoder_audio)

@@ -1,4 +1,5 @@
-"""Tests for ddsp_core.decoder: shapes, vmap/jit, the hoisted GRU, causality, parameter count, gradients."""
+"""Tests for ddsp_core.decoder: named outputs, vmap/jit, the hoisted GRU, causality, parameter count, gradients,
+for both decoders (one input layer, and magenta's RnnFcDecoder)."""
 
 import equinox as eqx
 import jax
@@ -9,7 +10,8 @@ import pytest
 from ddsp_core.decoder import (
     DDSPDecoder,
     MfccEncoder,
-    _gru_over_frames,
+    RnnFcDecoder,
+    gru_over_frames,
     decoder_parameter_count,
     parameter_count,
     parameter_summary,
@@ -17,7 +19,8 @@ from ddsp_core.decoder import (
 )
 
 N_FRAMES = 12
-SMALL = dict(n_harmonics=7, n_noise_bands=5, hidden_size=16, n_mlp_layers=2)
+OUTPUTS = {"harmonic/amplitude": 1, "harmonic/harmonic_distribution": 7, "noise/magnitudes": 5}
+SMALL = dict(output_sizes=OUTPUTS, hidden_size=16, n_mlp_layers=2)
 
 
 def _features(n_frames: int = N_FRAMES, seed: int = 0) -> tuple[jax.Array, jax.Array]:
@@ -27,17 +30,36 @@ def _features(n_frames: int = N_FRAMES, seed: int = 0) -> tuple[jax.Array, jax.A
     return f0_hz, loudness_db
 
 
-@pytest.fixture(scope="module")
-def decoder() -> DDSPDecoder:
-    return DDSPDecoder(**SMALL, key=jax.random.key(0))
+@pytest.fixture(scope="module", params=[DDSPDecoder, RnnFcDecoder], ids=["linear", "rnn_fc"])
+def decoder(request):
+    return request.param(**SMALL, key=jax.random.key(0))
 
 
-def test_outputs_have_one_row_per_frame_and_one_column_per_control(decoder):
+def test_outputs_are_named_with_one_row_per_frame_and_the_declared_width(decoder):
     out = decoder(*_features())
-    assert out.amplitude.shape == (N_FRAMES,)
-    assert out.harmonic_distribution.shape == (N_FRAMES, SMALL["n_harmonics"])
-    assert out.noise_magnitudes.shape == (N_FRAMES, SMALL["n_noise_bands"])
-    assert all(bool(jnp.all(jnp.isfinite(x))) for x in out)
+    assert {name: value.shape for name, value in out.items()} == {
+        name: (N_FRAMES, size) for name, size in OUTPUTS.items()
+    }
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in out.values())
+
+
+def test_gru_run_block_by_block_from_the_carried_state_equals_one_run():
+    cell = eqx.nn.GRUCell(6, 9, key=jax.random.key(1))
+    xs = jax.random.normal(jax.random.key(2), (N_FRAMES, 6))
+    whole = gru_over_frames(cell, xs)
+    first = gru_over_frames(cell, xs[:5])
+    second = gru_over_frames(cell, xs[5:], initial=first[-1])
+    np.testing.assert_allclose(np.asarray(jnp.concatenate([first, second])), np.asarray(whole), rtol=1e-6, atol=1e-7)
+
+
+def test_rnn_fc_decoder_skips_the_input_stacks_into_the_output_stack():
+    """magenta's layout: one MLP per input, GRU over their concatenation, output MLP reads [inputs, GRU]."""
+    decoder = RnnFcDecoder(**SMALL, key=jax.random.key(0))
+    assert len(decoder.input_stacks) == 2 and all(len(stack) == 2 for stack in decoder.input_stacks)
+    assert decoder.gru.input_size == 2 * 16
+    assert decoder.output_stack[0].linear.in_features == 2 * 16 + 16
+    with_z = RnnFcDecoder(**SMALL, z_dims=3, key=jax.random.key(0))
+    assert len(with_z.input_stacks) == 3 and with_z.input_stacks[2][0].linear.in_features == 3
 
 
 def test_scaled_inputs_match_magenta_f0_loudness_preprocessor():
@@ -52,16 +74,16 @@ def test_vmap_over_batch_equals_per_example_calls(decoder):
     batched = jax.vmap(decoder)(f0, ld)
     for i in range(3):
         single = decoder(f0[i], ld[i])
-        for b, s in zip(batched, single):
-            np.testing.assert_allclose(np.asarray(b[i]), np.asarray(s), rtol=1e-5, atol=1e-6)
+        for name in OUTPUTS:
+            np.testing.assert_allclose(np.asarray(batched[name][i]), np.asarray(single[name]), rtol=1e-5, atol=1e-6)
 
 
 def test_jit_matches_eager(decoder):
     f0, ld = _features()
     eager = decoder(f0, ld)
     jitted = eqx.filter_jit(lambda m, a, b: m(a, b))(decoder, f0, ld)
-    for e, j in zip(eager, jitted):
-        np.testing.assert_allclose(np.asarray(e), np.asarray(j), rtol=1e-5, atol=1e-6)
+    for name in OUTPUTS:
+        np.testing.assert_allclose(np.asarray(eager[name]), np.asarray(jitted[name]), rtol=1e-5, atol=1e-6)
 
 
 def test_hoisted_gru_equals_stepping_equinox_grucell():
@@ -73,15 +95,16 @@ def test_hoisted_gru_equals_stepping_equinox_grucell():
         return h, h
 
     _, expected = jax.jit(lambda x: jax.lax.scan(step, jnp.zeros(9), x))(xs)
-    got = jax.jit(lambda x: _gru_over_frames(cell, x, unroll=1))(xs)
+    got = jax.jit(lambda x: gru_over_frames(cell, x, unroll=1))(xs)
     np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-6)
 
 
 def test_scan_unroll_does_not_change_outputs(decoder):
-    unrolled = DDSPDecoder(**SMALL, scan_unroll=4, key=jax.random.key(0))
+    unrolled = type(decoder)(**SMALL, scan_unroll=4, key=jax.random.key(0))
     f0, ld = _features()
-    for a, b in zip(decoder(f0, ld), unrolled(f0, ld)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    a, b = decoder(f0, ld), unrolled(f0, ld)
+    for name in OUTPUTS:
+        np.testing.assert_allclose(np.asarray(a[name]), np.asarray(b[name]), rtol=1e-5, atol=1e-6)
 
 
 def test_decoder_is_causal_future_frames_do_not_change_the_past(decoder):
@@ -89,36 +112,46 @@ def test_decoder_is_causal_future_frames_do_not_change_the_past(decoder):
     changed_ld = ld.at[8:].set(0.0)
     before = decoder(f0, ld)
     after = decoder(f0, changed_ld)
-    np.testing.assert_allclose(np.asarray(before.harmonic_distribution[:8]), np.asarray(after.harmonic_distribution[:8]))
-    assert not np.allclose(np.asarray(before.harmonic_distribution[8:]), np.asarray(after.harmonic_distribution[8:]))
+    name = "harmonic/harmonic_distribution"
+    np.testing.assert_allclose(np.asarray(before[name][:8]), np.asarray(after[name][:8]))
+    assert not np.allclose(np.asarray(before[name][8:]), np.asarray(after[name][8:]))
 
 
 @pytest.mark.parametrize("z_dims", [0, 16])
 def test_parameter_count_matches_the_formula_at_paper_sizes(z_dims):
-    sizes = dict(n_harmonics=100, n_noise_bands=65, hidden_size=512, n_mlp_layers=3, z_dims=z_dims)
-    model = eqx.filter_eval_shape(lambda: DDSPDecoder(**sizes, key=jax.random.key(0)))
-    assert parameter_count(model) == decoder_parameter_count(**sizes)
+    sizes = dict(hidden_size=512, n_mlp_layers=3, z_dims=z_dims)
+    outputs = {"harmonic/amplitude": 1, "harmonic/harmonic_distribution": 100, "noise/magnitudes": 65}
+    model = eqx.filter_eval_shape(lambda: DDSPDecoder(output_sizes=outputs, **sizes, key=jax.random.key(0)))
+    assert parameter_count(model) == decoder_parameter_count(n_outputs=166, **sizes)
     # Independent hand count for the default decoder: 1,536 + 1,574,912 + 791,040 + 85,158.
     if z_dims == 0:
         assert parameter_count(model) == 2_452_646
     assert parameter_summary(model).splitlines()[-1].split()[-1] == f"{parameter_count(model):,}"
 
 
-def test_parameter_count_of_a_real_module_equals_the_formula(decoder):
-    assert parameter_count(decoder) == decoder_parameter_count(**SMALL, z_dims=0)
+def test_parameter_count_of_a_real_module_equals_the_formula():
+    decoder = DDSPDecoder(**SMALL, key=jax.random.key(0))
+    assert parameter_count(decoder) == decoder_parameter_count(n_outputs=13, hidden_size=16, n_mlp_layers=2, z_dims=0)
 
 
-def test_noise_head_bias_starts_at_the_requested_value():
-    model = DDSPDecoder(**SMALL, noise_bias_init=-5.0, key=jax.random.key(0))
-    np.testing.assert_array_equal(np.asarray(model.noise_head.bias), np.full(SMALL["n_noise_bands"], -5.0))
+def test_rnn_fc_parameter_count_matches_a_hand_count():
+    h, layers, n_out = 16, 2, 13
+    block = lambda n_in: n_in * h + h + 2 * h  # noqa: E731  Linear + LayerNorm scale/offset
+    inputs = 2 * (block(1) + (layers - 1) * block(h))
+    gru = 3 * h * (2 * h) + 3 * h * h + 4 * h
+    output_stack = block(2 * h + h) + (layers - 1) * block(h)
+    expected = inputs + gru + output_stack + h * n_out + n_out
+    assert parameter_count(RnnFcDecoder(**SMALL, key=jax.random.key(0))) == expected
 
 
-def test_z_conditioning_changes_outputs_and_is_required():
-    model = DDSPDecoder(**SMALL, z_dims=3, key=jax.random.key(0))
+@pytest.mark.parametrize("cls", [DDSPDecoder, RnnFcDecoder])
+def test_z_conditioning_changes_outputs_and_is_required(cls):
+    model = cls(**SMALL, z_dims=3, key=jax.random.key(0))
     f0, ld = _features()
     z0 = jnp.zeros((N_FRAMES, 3))
     z1 = jnp.ones((N_FRAMES, 3))
-    assert not np.allclose(np.asarray(model(f0, ld, z0).amplitude), np.asarray(model(f0, ld, z1).amplitude))
+    name = "harmonic/amplitude"
+    assert not np.allclose(np.asarray(model(f0, ld, z0)[name]), np.asarray(model(f0, ld, z1)[name]))
     with pytest.raises(ValueError, match="z is required"):
         model(f0, ld)
 
@@ -138,6 +171,10 @@ def test_mismatched_frame_counts_fail_at_the_call(decoder):
 def test_negative_sizes_are_rejected_with_the_argument_name():
     with pytest.raises(ValueError, match="hidden_size"):
         DDSPDecoder(**{**SMALL, "hidden_size": 0}, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="noise/magnitudes"):
+        RnnFcDecoder(**{**SMALL, "output_sizes": {**OUTPUTS, "noise/magnitudes": 0}}, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="at least one output"):
+        DDSPDecoder(**{**SMALL, "output_sizes": {}}, key=jax.random.key(0))
 
 
 def test_gradients_are_finite_for_unvoiced_frames_and_silence(decoder):
@@ -146,7 +183,7 @@ def test_gradients_are_finite_for_unvoiced_frames_and_silence(decoder):
 
     def loss(model, f0_hz):
         out = model(f0_hz, ld)
-        return sum(jnp.sum(x**2) for x in out)
+        return sum(jnp.sum(x**2) for x in out.values())
 
     grads_model, grads_f0 = eqx.filter_jit(eqx.filter_grad(loss, has_aux=False))(decoder, f0), jax.jit(
         jax.grad(lambda f: loss(decoder, f))
