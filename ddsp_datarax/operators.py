@@ -5,18 +5,21 @@ its ``apply`` works on ONE element (a dict of arrays, no batch axis) and calls a
 re-implements DSP. datarax batches them with ``jax.vmap`` (``OperatorModule._vmap_apply``).
 
 Element keys (constants below): the source gives ``audio``; :class:`CrepeF0` adds ``f0_hz`` and ``f0_confidence``,
-:class:`Loudness` adds ``loudness_db``, :class:`DecoderControls` adds the three controls, and the synthesisers
-write ``synth_audio``.
+:class:`Loudness` adds ``loudness_db``, :class:`DecoderControls` adds every processor's controls as
+``"<processor>/<control>"`` fields, and the processor operators write ``synth_audio``.
+
+The synthesisers and effects are the ``ddsp_core.processors`` themselves, wrapped generically:
+:class:`SourceOperator` and :class:`EffectOperator` work for every built-in processor and for a user's own.
 
 datarax 0.1.4 behaviours handled here on purpose:
 
 * ``WEIGHTED_PARALLEL`` multiplies EVERY field of its children's output dicts by the weights and sums them, so a
-  field passed through by both children comes out scaled by ``sum(weights)`` (1.1 for DDSP's 1.0/0.1 mix). The
-  two parallel synthesisers (:class:`HarmonicSynth`, :class:`FilteredNoise`) therefore return ONLY
-  ``{"synth_audio": signal}``: the mixed dict holds nothing but the mix, and controls stay out of it.
-* ``apply`` is called with ``random_params=None`` outside a pipeline (and by datarax itself, through
-  ``get_output_structure``'s ``eval_shape``). :class:`FilteredNoise` then draws its noise from its own stable base
-  key instead of failing.
+  field passed through by both children would come out scaled by ``sum(weights)``. Source operators therefore
+  return ONLY ``{"synth_audio": signal}``: the mixed dict holds nothing but the mix, and controls stay out of it.
+* datarax discovers output structures by calling ``apply`` with ``random_params=None`` under ``eval_shape``.
+  :class:`SourceOperator` overrides ``get_output_structure`` (placeholder key, shapes only), so a stochastic
+  source called without a key can refuse instead of silently reusing a fixed one; the composites in
+  ``ddsp_datarax.pipeline`` do the same.
 * Module graphdefs are not hashable (the composite's config holds lists), so never pass an operator or its
   graphdef as a static ``jit`` argument: close over the graphdef or use ``nnx.jit`` (see
   ``ddsp_datarax.pipeline``).
@@ -24,37 +27,32 @@ datarax 0.1.4 behaviours handled here on purpose:
 
 from typing import Any
 
+import equinox as eqx
 import jax
-import jax.numpy as jnp
 from datarax.core.config import OperatorConfig
 from datarax.core.operator import OperatorModule
 from flax import nnx
 from jaxtyping import PyTree
 
+from ddsp_core._checks import check_positive_int
 from ddsp_core._typing import AnyArray, Key
 from ddsp_core.crepe import CrepeParams, Decoder, estimate_f0
-from ddsp_core.decoder import DDSPDecoder
-from ddsp_core.effects import reverb
-from ddsp_core.model import controls_from_decoder
-from ddsp_core.noise import filtered_noise
+from ddsp_core.decoder import AnyDecoder
+from ddsp_core.processors import Effect, Instrument, Processor, Source
 from ddsp_core.spectral import compute_loudness
-from ddsp_core.synths import harmonic_synthesis
 
 __all__ = [
-    "AMPLITUDE",
     "AUDIO",
     "CrepeF0",
     "DecoderControls",
+    "EffectOperator",
     "F0_CONFIDENCE",
     "F0_HZ",
-    "FilteredNoise",
-    "HARMONIC_DISTRIBUTION",
-    "HarmonicSynth",
     "LOUDNESS_DB",
     "Loudness",
-    "NOISE_MAGNITUDES",
-    "Reverb",
     "SYNTH_AUDIO",
+    "SourceOperator",
+    "controls_element",
 ]
 
 AUDIO = "audio"
@@ -65,12 +63,6 @@ F0_CONFIDENCE = "f0_confidence"
 """CREPE confidence per frame in [0, 1], ``(n_frames,)``."""
 LOUDNESS_DB = "loudness_db"
 """A-weighted loudness per frame, dB, ``(n_frames,)``."""
-AMPLITUDE = "amplitude"
-"""Overall linear amplitude of the harmonic synthesiser, ``(n_frames,)``."""
-HARMONIC_DISTRIBUTION = "harmonic_distribution"
-"""Normalised harmonic distribution, ``(n_frames, n_harmonics)``."""
-NOISE_MAGNITUDES = "noise_magnitudes"
-"""Linear noise-filter magnitudes, ``(n_frames, n_noise_bands)``."""
 SYNTH_AUDIO = "synth_audio"
 """Synthesised audio, ``(n_samples,)``."""
 
@@ -78,89 +70,72 @@ Element = dict[str, Any]
 ApplyResult = tuple[Element, PyTree, dict[str, Any] | None]
 
 
-def _check_positive(**sizes: int) -> None:
-    for name, value in sizes.items():
-        if value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
+def _dummy_key() -> Key:
+    """A key for shape discovery only (``jax.eval_shape`` never draws from it)."""
+    return jax.random.key(0)
 
 
-class HarmonicSynth(OperatorModule):
-    """Additive harmonic synthesiser: ``f0_hz``, ``amplitude``, ``harmonic_distribution`` -> ``{"synth_audio"}``.
+def controls_element(controls: dict[str, dict[str, Any]]) -> Element:
+    """Flatten an instrument's controls ``{processor: {control: array}}`` into element fields
+    ``"<processor>/<control>"``, the layout the operators read."""
+    return {f"{name}/{control}": value for name, own in controls.items() for control, value in own.items()}
 
-    Calls :func:`ddsp_core.synths.harmonic_synthesis` with ``n_samples = n_frames * hop_size``. Returns only the
-    signal (see the module notes on ``WEIGHTED_PARALLEL``). Deterministic, no parameters.
+
+def _own_controls(data: Element, name: str) -> dict[str, Any]:
+    prefix = f"{name}/"
+    return {key[len(prefix):]: value for key, value in data.items() if key.startswith(prefix)}
+
+
+class SourceOperator(OperatorModule):
+    """A :class:`ddsp_core.processors.Source` as an operator: its controls -> ``{"synth_audio": signal}``.
+
+    Reads the fields ``"<name>/<control>"`` of the element (see :func:`controls_element`), calls the processor's
+    ``get_signal`` with ``n_samples = n_frames * hop_size``, and returns ONLY the signal (see the module notes on
+    ``WEIGHTED_PARALLEL``). The processor (and any learnable array it has) is held in one ``nnx.Param``.
+
+    A stochastic processor (``processor.stochastic``, e.g. filtered noise) needs a PRNG key as ``random_params``:
+    datarax hands each record one inside a pipeline or composite (``fold_in(base_key, record_index)``); called
+    directly without one it raises instead of silently reusing a fixed key.
 
     Parameters
     ----------
-    sample_rate : int
-        Audio sample rate, Hz.
+    processor : Source
+        The synthesiser.
     hop_size : int
         Audio samples per control frame.
+    rngs : nnx.Rngs
+        Base key of the operator's stream (named after the processor).
 
     Examples
     --------
-    >>> synth = HarmonicSynth(sample_rate=16000, hop_size=64)
-    >>> element = {"f0_hz": f0, "amplitude": amplitude, "harmonic_distribution": distribution}
-    >>> out, _, _ = synth.apply(element, {}, None)  # out["synth_audio"]: (n_frames * 64,)
+    >>> from ddsp_core.processors import Harmonic
+    >>> op = SourceOperator(Harmonic(n_harmonics=4), hop_size=64, rngs=nnx.Rngs(0))
+    >>> import jax.numpy as jnp
+    >>> element = {"harmonic/amplitude": jnp.ones(3), "harmonic/harmonic_distribution": jnp.full((3, 4), 0.25),
+    ...            "harmonic/f0_hz": jnp.full(3, 220.0)}
+    >>> op.apply(element, {}, None)[0]["synth_audio"].shape
+    (192,)
     """
 
-    def __init__(self, *, sample_rate: int = 16000, hop_size: int = 64):
-        _check_positive(sample_rate=sample_rate, hop_size=hop_size)
-        super().__init__(OperatorConfig(), name="harmonic")
-        self.sample_rate = sample_rate
+    def __init__(self, processor: Processor, *, hop_size: int, rngs: nnx.Rngs):
+        check_positive_int(hop_size=hop_size)
+        if not isinstance(processor, Source):
+            raise ValueError(f"processor must be a ddsp_core Source, got {type(processor).__name__}")
+        stochastic = bool(processor.stochastic)
+        config = OperatorConfig(stochastic=stochastic, stream_name=processor.name if stochastic else None)
+        super().__init__(config, rngs=rngs if stochastic else None, name=processor.name)
+        self.processor = nnx.Param(processor)
         self.hop_size = hop_size
-
-    def apply(
-        self,
-        data: Element,
-        state: PyTree,
-        metadata: dict[str, Any] | None,
-        random_params: Any = None,
-        stats: dict[str, Any] | None = None,
-    ) -> ApplyResult:
-        """Synthesise one element's harmonic audio; see the class docstring."""
-        del random_params, stats
-        n_samples = data[F0_HZ].shape[0] * self.hop_size
-        audio = harmonic_synthesis(
-            data[AMPLITUDE],
-            data[HARMONIC_DISTRIBUTION],
-            data[F0_HZ],
-            n_samples=n_samples,
-            sample_rate=self.sample_rate,
-        )
-        return {SYNTH_AUDIO: audio}, state, metadata
-
-
-class FilteredNoise(OperatorModule):
-    """Filtered-noise synthesiser: ``noise_magnitudes`` -> ``{"synth_audio": noise}`` (stochastic).
-
-    Calls :func:`ddsp_core.noise.filtered_noise`. In a pipeline or composite, datarax hands each element a PRNG key
-    as its random parameter (one per record: ``fold_in(base_key, record_index)``), so the noise is reproducible per
-    record. Called with ``random_params=None`` (directly, outside a pipeline), it uses the operator's own base key:
-    the same noise every call. Pass a key as ``random_params`` to choose the noise.
-
-    Parameters
-    ----------
-    hop_size : int
-        Audio samples per control frame.
-    window_size : int
-        Hann window of the noise filters (default 257).
-    rngs : nnx.Rngs
-        Supplies the base key (stream ``"noise"``, or the default stream).
-    """
-
-    def __init__(self, *, hop_size: int = 64, window_size: int = 257, rngs: nnx.Rngs):
-        _check_positive(hop_size=hop_size)
-        if window_size < 0:
-            raise ValueError(f"window_size must be >= 0, got {window_size}")
-        super().__init__(OperatorConfig(stochastic=True, stream_name="noise"), rngs=rngs, name="noise")
-        self.hop_size = hop_size
-        self.window_size = window_size
 
     def generate_random_params(self, element_keys: jax.Array | None, data_shapes: PyTree) -> jax.Array | None:
         """One PRNG key per record: the keys datarax derived, passed through unchanged."""
         del data_shapes
         return element_keys
+
+    def get_output_structure(self, sample_data: PyTree, sample_state: PyTree) -> tuple[PyTree, PyTree]:
+        """``{"synth_audio": 0}`` and the state, found by ``eval_shape`` with a placeholder key."""
+        out = jax.eval_shape(lambda d, s: self.apply(d, s, None, _dummy_key())[:2], sample_data, sample_state)
+        return jax.tree.map(lambda _: 0, out[0]), jax.tree.map(lambda _: 0, out[1])
 
     def apply(
         self,
@@ -170,32 +145,45 @@ class FilteredNoise(OperatorModule):
         random_params: Key | None = None,
         stats: dict[str, Any] | None = None,
     ) -> ApplyResult:
-        """Synthesise one element's filtered noise; ``random_params`` is its PRNG key (or None: the base key)."""
+        """Synthesise one element's signal; ``random_params`` is its PRNG key (required if stochastic)."""
         del stats
-        key = self._base_key[...] if random_params is None else random_params
-        magnitudes = data[NOISE_MAGNITUDES]
-        n_samples = magnitudes.shape[0] * self.hop_size
-        audio = filtered_noise(magnitudes, n_samples=n_samples, window_size=self.window_size, key=key)
+        processor: Source = self.processor.get_value()
+        if random_params is None:
+            if processor.stochastic:
+                raise ValueError(
+                    f"operator {processor.name!r} is stochastic and needs a PRNG key: pass random_params=key, or run "
+                    "it inside a datarax pipeline/composite, which derives one per record"
+                )
+            random_params = _dummy_key()  # deterministic processors ignore their key
+        controls = _own_controls(data, processor.name)
+        if not controls:
+            raise ValueError(f"element has no fields '{processor.name}/...' for operator {processor.name!r}; "
+                             f"got {sorted(data)}")
+        n_frames = jax.tree.leaves(controls)[0].shape[0]
+        audio = processor.get_signal(controls, n_samples=n_frames * self.hop_size, key=random_params)
         return {SYNTH_AUDIO: audio}, state, metadata
 
 
-class Reverb(OperatorModule):
-    """Learned convolution reverb on ``synth_audio``; the impulse response is an ``nnx.Param``.
+class EffectOperator(OperatorModule):
+    """A :class:`ddsp_core.processors.Effect` as an operator on ``synth_audio`` (other fields pass through).
 
-    Calls :func:`ddsp_core.effects.reverb` (first tap masked, dry added). Other fields pass through unchanged.
+    The processor, with its learnable arrays (e.g. the reverb's impulse response), is held in one ``nnx.Param``, so
+    ``nnx.state(op, nnx.Param)`` trains it.
 
     Parameters
     ----------
-    impulse_response : Float[AnyArray, "ir_length"]
-        Initial impulse response, e.g. ``DDSPAutoencoder.impulse_response`` or
-        :func:`ddsp_core.effects.learned_ir_init`.
+    processor : Effect
+        The effect.
     """
 
-    def __init__(self, impulse_response: AnyArray):
-        if impulse_response.ndim != 1 or impulse_response.shape[0] < 2:
-            raise ValueError(f"impulse_response must be 1-D with at least 2 taps, got shape {impulse_response.shape}")
-        super().__init__(OperatorConfig(), name="reverb")
-        self.impulse_response = nnx.Param(jnp.asarray(impulse_response, dtype=jnp.float32))
+    def __init__(self, processor: Processor):
+        if not isinstance(processor, Effect):
+            raise ValueError(f"processor must be a ddsp_core Effect, got {type(processor).__name__}")
+        if processor.control_sizes():
+            raise ValueError(f"effect {processor.name!r} takes decoder controls, which the datarax composite cannot "
+                             "route past the mix; use the pure path (ddsp_core.model.autoencode)")
+        super().__init__(OperatorConfig(), name=processor.name)
+        self.processor = nnx.Param(processor)
 
     def apply(
         self,
@@ -205,34 +193,36 @@ class Reverb(OperatorModule):
         random_params: Any = None,
         stats: dict[str, Any] | None = None,
     ) -> ApplyResult:
-        """Reverberate one element's ``synth_audio``."""
+        """Process one element's ``synth_audio``."""
         del random_params, stats
-        wet = reverb(data[SYNTH_AUDIO], self.impulse_response[...])
-        return {**data, SYNTH_AUDIO: wet}, state, metadata
+        processor: Effect = self.processor.get_value()
+        return {**data, SYNTH_AUDIO: processor.apply({}, data[SYNTH_AUDIO])}, state, metadata
 
 
 class DecoderControls(OperatorModule):
-    """The Equinox decoder as an operator: ``f0_hz`` + ``loudness_db`` -> the three synthesiser controls.
+    """The Equinox decoder and the instrument's ``get_controls`` as an operator: ``f0_hz`` + ``loudness_db`` ->
+    every processor's controls, as fields ``"<processor>/<control>"``.
 
-    Holds a :class:`ddsp_core.decoder.DDSPDecoder` inside one ``nnx.Param`` (its value is the Equinox module, so
-    ``nnx.state(op, nnx.Param)`` trains it), runs it and :func:`ddsp_core.model.controls_from_decoder`, and adds
-    ``amplitude``, ``harmonic_distribution`` and ``noise_magnitudes`` to the element.
+    Holds the decoder inside one ``nnx.Param`` (its value is the Equinox module, so ``nnx.state(op, nnx.Param)``
+    trains it). The instrument is used for its ``get_controls`` steps only (which depend on settings, not on
+    learned arrays).
 
     Parameters
     ----------
-    decoder : DDSPDecoder
-        A decoder without z (``z_dims == 0``).
-    sample_rate : int
-        Audio sample rate, Hz (for the Nyquist mask).
+    decoder : DDSPDecoder or RnnFcDecoder
+        A decoder without z (``z_dims == 0``) whose outputs match ``instrument.control_sizes()``.
+    instrument : Instrument
+        Supplies the processors' ``get_controls``.
     """
 
-    def __init__(self, decoder: DDSPDecoder, *, sample_rate: int = 16000):
-        _check_positive(sample_rate=sample_rate)
+    def __init__(self, decoder: AnyDecoder, instrument: Instrument):
         if decoder.z_dims != 0:
             raise ValueError(f"decoder must take no z (z_dims=0), got z_dims={decoder.z_dims}")
         super().__init__(OperatorConfig(), name="decoder_controls")
         self.decoder = nnx.Param(decoder)
-        self.sample_rate = sample_rate
+        # get_controls depends on settings only: keep the instrument's structure, without its learnable arrays
+        # (those live in the composite's operators).
+        self.instrument = eqx.filter(instrument, eqx.is_array, inverse=True)
 
     def apply(
         self,
@@ -244,10 +234,10 @@ class DecoderControls(OperatorModule):
     ) -> ApplyResult:
         """Decode one element's features into controls."""
         del random_params, stats
-        decoder: DDSPDecoder = self.decoder.get_value()
+        decoder: AnyDecoder = self.decoder.get_value()
         raw = decoder(data[F0_HZ], data[LOUDNESS_DB])
-        controls = controls_from_decoder(raw, data[F0_HZ], sample_rate=self.sample_rate)
-        return {**data, **controls._asdict()}, state, metadata
+        controls = self.instrument.get_controls(raw, data[F0_HZ])
+        return {**data, **controls_element(controls)}, state, metadata
 
 
 class CrepeF0(OperatorModule):
@@ -273,7 +263,7 @@ class CrepeF0(OperatorModule):
     def __init__(
         self, params: CrepeParams, *, sample_rate: int = 16000, hop_size: int = 64, decoder: Decoder = "viterbi"
     ):
-        _check_positive(sample_rate=sample_rate, hop_size=hop_size)
+        check_positive_int(sample_rate=sample_rate, hop_size=hop_size)
         super().__init__(OperatorConfig(), name="crepe_f0")
         self.params = nnx.Variable(params)
         self.sample_rate = sample_rate
@@ -318,7 +308,7 @@ class Loudness(OperatorModule):
     """
 
     def __init__(self, *, sample_rate: int = 16000, hop_size: int = 64, n_fft: int = 2048):
-        _check_positive(sample_rate=sample_rate, hop_size=hop_size, n_fft=n_fft)
+        check_positive_int(sample_rate=sample_rate, hop_size=hop_size, n_fft=n_fft)
         if sample_rate % hop_size:
             raise ValueError(f"hop_size must divide sample_rate, got hop_size={hop_size}, sample_rate={sample_rate}")
         super().__init__(OperatorConfig(), name="loudness")

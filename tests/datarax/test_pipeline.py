@@ -14,34 +14,32 @@ from flax import nnx
 
 from ddsp_core.crepe import init_crepe_params
 from ddsp_core.decoder import DDSPDecoder
-from ddsp_core.effects import learned_ir_init, reverb
+from ddsp_core.effects import reverb
+from ddsp_core.model import DDSPAutoencoder
 from ddsp_core.noise import filtered_noise
+from ddsp_core.processors import FilteredNoise, Harmonic, Instrument, Reverb
 from ddsp_core.synths import harmonic_synthesis
 from ddsp_datarax.operators import (
-    AMPLITUDE,
     AUDIO,
     F0_CONFIDENCE,
     F0_HZ,
-    HARMONIC_DISTRIBUTION,
     LOUDNESS_DB,
-    NOISE_MAGNITUDES,
     SYNTH_AUDIO,
-    FilteredNoise,
-    HarmonicSynth,
-    Reverb,
+    EffectOperator,
+    SourceOperator,
 )
-from ddsp_datarax.pipeline import build_ddsp_composite, build_ddsp_pipeline, composite_random_params
-from tests.datarax._controls import HOP, N_SAMPLES, random_controls
+from ddsp_datarax.pipeline import build_resynthesis_pipeline, composite_from_instrument, composite_random_params
+from tests.datarax._controls import HOP, N_BANDS, N_HARMONICS, N_SAMPLES, random_controls, small_instrument
 
 
 @pytest.fixture(scope="module")
-def ir() -> jax.Array:
-    return learned_ir_init(200, key=jax.random.key(0)) * 30.0
+def instrument() -> Instrument:
+    return small_instrument()
 
 
 @pytest.fixture(scope="module")
-def composite(ir) -> CompositeOperatorModule:
-    return build_ddsp_composite(impulse_response=ir, hop_size=HOP, rngs=nnx.Rngs(0))
+def composite(instrument) -> CompositeOperatorModule:
+    return composite_from_instrument(instrument, rngs=nnx.Rngs(0))
 
 
 def test_composite_is_sequential_of_weighted_parallel_harmonic_noise_then_reverb(composite):
@@ -49,22 +47,41 @@ def test_composite_is_sequential_of_weighted_parallel_harmonic_noise_then_reverb
     mix, room = composite.operators
     assert mix.config.strategy is CompositionStrategy.WEIGHTED_PARALLEL
     assert mix.config.weights == [1.0, 0.1]
-    assert [type(op) for op in mix.operators] == [HarmonicSynth, FilteredNoise]
-    assert isinstance(room, Reverb)
+    assert [type(op.processor.get_value()) for op in mix.operators] == [Harmonic, FilteredNoise]
+    assert isinstance(room, EffectOperator) and isinstance(room.processor.get_value(), Reverb)
     assert composite.config.stochastic  # inherited from the noise operator
 
 
-def test_composite_output_is_reverb_of_harmonic_plus_tenth_of_noise(composite, ir):
+def test_composite_output_is_reverb_of_harmonic_plus_tenth_of_noise(composite, instrument):
     element = random_controls()
     key = jax.random.key(4)
-    out, _, _ = jax.jit(lambda d, k: composite.apply(d, {}, None, composite_random_params(k)))(element, key)
+    out, _, _ = jax.jit(lambda d, k: composite.apply(d, {}, None, composite_random_params(instrument, k)))(element, key)
     harmonic = harmonic_synthesis(
-        element[AMPLITUDE], element[HARMONIC_DISTRIBUTION], element[F0_HZ], n_samples=N_SAMPLES, sample_rate=16000
+        element["harmonic/amplitude"], element["harmonic/harmonic_distribution"], element["harmonic/f0_hz"],
+        n_samples=N_SAMPLES, sample_rate=16000,
     )
-    noise = filtered_noise(element[NOISE_MAGNITUDES], n_samples=N_SAMPLES, key=key)
-    expected = reverb(harmonic + 0.1 * noise, ir)
+    noise = filtered_noise(element["noise/magnitudes"], n_samples=N_SAMPLES, key=jax.random.fold_in(key, 1))
+    expected = reverb(harmonic + 0.1 * noise, instrument.effects[0].impulse_response)
     assert set(out) == {SYNTH_AUDIO}
     np.testing.assert_allclose(np.asarray(out[SYNTH_AUDIO]), np.asarray(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_a_composite_follows_the_description_three_sources_no_effect():
+    """Another description gives another composite: sources and weights in order, no reverb stage."""
+    trio = Instrument(
+        sources=(Harmonic(n_harmonics=3), FilteredNoise(n_bands=4), Harmonic(n_harmonics=2, name="octave")),
+        weights=(1.0, 0.2, 0.5),
+        hop_size=HOP,
+    )
+    composite = composite_from_instrument(trio, rngs=nnx.Rngs(0))
+    (mix,) = composite.operators
+    assert mix.config.weights == [1.0, 0.2, 0.5]
+    assert [op.processor.get_value().name for op in mix.operators] == ["harmonic", "noise", "octave"]
+    params = composite_random_params(trio, jax.random.key(0))
+    assert params["operator_0"]["operator_0"] is None and params["operator_0"]["operator_2"] is None
+    np.testing.assert_array_equal(
+        jax.random.key_data(params["operator_0"]["operator_1"]), jax.random.key_data(jax.random.fold_in(jax.random.key(0), 1))
+    )
 
 
 class _PassThroughSignal(OperatorModule):
@@ -94,24 +111,23 @@ def test_trap_weighted_parallel_scales_pass_through_fields_so_our_synths_return_
     assert set(mixed) == {SYNTH_AUDIO}
 
 
-def test_trap_apply_without_random_params_works_and_is_deterministic(composite):
+def test_trap_shape_discovery_without_random_params_works_but_a_keyless_apply_is_refused(composite):
     element = random_controls()
-    first, _, _ = composite.apply(element, {}, None)  # random_params=None, as outside a pipeline
-    second, _, _ = composite.apply(element, {}, None, None)
-    assert bool(jnp.all(jnp.isfinite(first[SYNTH_AUDIO])))
-    np.testing.assert_array_equal(np.asarray(first[SYNTH_AUDIO]), np.asarray(second[SYNTH_AUDIO]))
     data_struct, _ = composite.get_output_structure(element, {})  # datarax's eval_shape path, no random params
     assert set(data_struct) == {SYNTH_AUDIO}
+    with pytest.raises(ValueError, match="needs a PRNG key"):
+        composite.apply(element, {}, None)  # a stochastic composite never falls back to a fixed key
 
 
-def test_trap_graphdef_is_unhashable_so_it_is_closed_over_not_static(composite):
+def test_trap_graphdef_is_unhashable_so_it_is_closed_over_not_static(composite, instrument):
     graphdef, state = nnx.split(composite)
     with pytest.raises(TypeError):
         hash(graphdef)
     element = random_controls()
 
     def run(g, s, d):
-        return nnx.merge(g, s).apply(d, {}, None, composite_random_params(jax.random.key(1)))[0][SYNTH_AUDIO]
+        keys = composite_random_params(instrument, jax.random.key(1))
+        return nnx.merge(g, s).apply(d, {}, None, keys)[0][SYNTH_AUDIO]
 
     with pytest.raises((TypeError, ValueError)):
         jax.jit(run, static_argnums=0)(graphdef, state, element)
@@ -120,19 +136,18 @@ def test_trap_graphdef_is_unhashable_so_it_is_closed_over_not_static(composite):
     np.testing.assert_allclose(np.asarray(closed), np.asarray(eager), rtol=1e-5, atol=1e-6)
 
 
-def test_real_datarax_pipeline_runs_jitted_with_finite_features_at_every_stage(composite):
+def test_real_datarax_pipeline_runs_jitted_with_finite_features_at_every_stage(composite, instrument):
     """source -> batch -> CrepeF0 -> Loudness -> DecoderControls -> composite, through Pipeline.step (nnx.jit)."""
     n_samples, batch_size, n_frames = 1024, 2, 1024 // HOP
     t = np.arange(n_samples) / 16000.0
     audio = np.stack([0.5 * np.sin(2 * np.pi * f * t) for f in (220.0, 330.0, 440.0, 550.0)]).astype(np.float32)
     source = MemorySource(MemorySourceConfig(), {AUDIO: audio}, rngs=nnx.Rngs(0))
-    decoder = DDSPDecoder(n_harmonics=6, n_noise_bands=5, hidden_size=8, n_mlp_layers=1, key=jax.random.key(0))
-    pipeline = build_ddsp_pipeline(
+    decoder = DDSPDecoder(output_sizes=instrument.control_sizes(), hidden_size=8, n_mlp_layers=1, key=jax.random.key(0))
+    pipeline = build_resynthesis_pipeline(
         source=source,
         crepe_params=init_crepe_params(jax.random.key(1), model="tiny"),
-        decoder=decoder,
+        model=DDSPAutoencoder(instrument=instrument, decoder=decoder),
         composite=composite,
-        hop_size=HOP,
         batch_size=batch_size,
         rngs=nnx.Rngs(2),
     )
@@ -143,9 +158,10 @@ def test_real_datarax_pipeline_runs_jitted_with_finite_features_at_every_stage(c
         F0_HZ: (batch_size, n_frames),  # CrepeF0
         F0_CONFIDENCE: (batch_size, n_frames),
         LOUDNESS_DB: (batch_size, n_frames),  # Loudness
-        AMPLITUDE: (batch_size, n_frames),  # DecoderControls
-        HARMONIC_DISTRIBUTION: (batch_size, n_frames, 6),
-        NOISE_MAGNITUDES: (batch_size, n_frames, 5),
+        "harmonic/amplitude": (batch_size, n_frames),  # DecoderControls
+        "harmonic/f0_hz": (batch_size, n_frames),
+        "harmonic/harmonic_distribution": (batch_size, n_frames, N_HARMONICS),
+        "noise/magnitudes": (batch_size, n_frames, N_BANDS),
         SYNTH_AUDIO: (batch_size, n_samples),  # composite
     }
     for batch in (first, second):
