@@ -114,7 +114,9 @@ def resynthesize_file(run_dir: Path, input_path: Path, output_path: Path, *, oct
     for message in outside_training_range({**features, "f0_hz": f0_hz, "loudness_db": loudness_db},
                                           statistics or {}):
         logger.warning("input %s: %s; the model was not trained there", input_path, message)
-    rendered = run_model(config, params, static, f0_hz.astype(np.float32), loudness_db.astype(np.float32))
+    n_frames = f0_hz.shape[-1]
+    padded = np.pad(resampled, (0, n_frames * config.model.hop_size - len(resampled)))[None]  # z-encoder input
+    rendered = run_model(params, static, f0_hz.astype(np.float32), loudness_db.astype(np.float32), padded)
     output = rendered["audio"][0][: len(resampled)]
     if input_rate != model_rate:
         output = soxr.resample(output, model_rate, input_rate).astype(np.float32)

@@ -31,7 +31,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from train import modeling
-from train.config import Config, from_dict
+from train.config import Config, from_dict, model_differences
 
 logger = logging.getLogger(__name__)
 
@@ -190,9 +190,7 @@ def check_compatible(config: Config, meta: dict[str, Any], where: Path) -> None:
     """Refuse a checkpoint made with another model configuration, naming the fields that differ."""
     if meta.get("model_fingerprint") == config.model_fingerprint():
         return
-    saved = meta.get("config", {}).get("model", {})
-    ours = config.to_dict()["model"]
-    differences = [f"model.{k}: checkpoint {saved.get(k)!r} vs config {ours[k]!r}" for k in ours if saved.get(k) != ours[k]]
+    differences = model_differences(meta.get("config", {}).get("model", {}), config)
     raise CheckpointError(
         f"checkpoint {where} was made with another model configuration ({'; '.join(differences) or 'unknown'})"
     )

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ddsp_core._io import write_text_atomic
 from train.checkpoint import CheckpointError, CheckpointWriteError, parse_choice
-from train.config import Config, ConfigError, apply_overrides, preset
+from train.config import Config, ConfigError, apply_overrides, load_config_file, preset
 
 logger = logging.getLogger("train")
 
@@ -62,7 +62,10 @@ def positive_int(text: str) -> int:
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", default="demo", help="demo | nsynth | folder | tiny (default: demo)")
+    parser.add_argument("--preset", default=None,
+                        help="a bundled config: demo | nsynth | folder | tiny (default: demo unless --config)")
+    parser.add_argument("--config", default=None, metavar="FILE",
+                        help="a TOML config file (e.g. a run's config.toml); --preset, if also given, is its base")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config field, e.g. --set train.n_steps=200 (repeatable)")
     parser.add_argument("--overwrite-dataset", action="store_true",
@@ -78,15 +81,18 @@ def _add_output_arguments(parser: argparse.ArgumentParser, *, step: bool = True)
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """The preset named by ``--preset`` with ``--set`` overrides applied."""
-    return apply_overrides(preset(args.preset), args.overrides)
+    """``--preset`` (default demo), then ``--config FILE`` on top of it, then the ``--set`` overrides."""
+    if args.config is None:
+        return apply_overrides(preset(args.preset or "demo"), args.overrides)
+    base = preset(args.preset) if args.preset else None
+    return apply_overrides(load_config_file(args.config, base), args.overrides)
 
 
 def dataset_dir(config: Config) -> Path:
     """Where the prepared dataset of ``config`` lives."""
     if config.data.dataset_dir:
         return Path(config.data.dataset_dir)
-    name = config.data.preset or Path(config.data.folder).name or config.data.nsynth_config
+    name = config.data.offline_preset or Path(config.data.folder).name or config.data.nsynth_config
     return Path("data") / f"{config.data.source}-{name}-{config.data.crepe_model}"
 
 
@@ -101,7 +107,7 @@ def _dataset_identity(build: dict) -> str:
 def _wanted_identity(config: Config) -> str:
     source = config.data.source
     if source == "offline":
-        return f"offline {config.data.preset}"
+        return f"offline {config.data.offline_preset}"
     if source == "folder":
         return f"folder {Path(config.data.folder).expanduser().resolve()}"
     return f"nsynth-tfds {config.data.nsynth_config}"
@@ -137,7 +143,7 @@ def prepare(config: Config, *, overwrite: bool = False) -> Path:
     check_dataset_dir(config, out_dir, overwrite=overwrite)
     source = config.data.source
     if source == "offline":
-        return data.prepare_offline(config.data.preset, out_dir, crepe_model=config.data.crepe_model)
+        return data.prepare_offline(config.data.offline_preset, out_dir, crepe_model=config.data.crepe_model)
     if source == "folder":
         if not config.data.folder:
             raise ConfigError("data.folder is empty; give the audio folder with --set data.folder=PATH")

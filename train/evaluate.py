@@ -42,14 +42,16 @@ def _audible_f0(f0_hz: np.ndarray, loudness_db: np.ndarray) -> np.ndarray:
     return np.where(loudness_db > AUDIBLE_DB, f0_hz, np.nan)
 
 
-def run_model(config: Config, params: Any, static: Any, f0_hz: np.ndarray, loudness_db: np.ndarray,
+def run_model(params: Any, static: Any, f0_hz: np.ndarray, loudness_db: np.ndarray, audio: np.ndarray | None = None,
               *, seed: int = 0, batch_size: int = 8) -> dict[str, np.ndarray]:
-    """Run the autoencoder over many examples in batches; return stacked host arrays of every output."""
-    forward = jax.jit(modeling.batch_outputs(config, static))
+    """Run the autoencoder over many examples in batches; return stacked host arrays of every output
+    (:func:`train.modeling.batch_outputs`). ``audio`` is the input audio, needed by a model with a z-encoder."""
+    forward = jax.jit(modeling.batch_outputs(static))
     outputs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(f0_hz), batch_size):
         key = jax.random.fold_in(jax.random.key(seed), start)
-        result = forward(params, f0_hz[start : start + batch_size], loudness_db[start : start + batch_size], key)
+        rows = slice(start, start + batch_size)
+        result = forward(params, f0_hz[rows], loudness_db[rows], key, None if audio is None else audio[rows])
         for name, value in result.items():
             outputs.setdefault(name, []).append(np.asarray(value))
     return {name: np.concatenate(values) for name, values in outputs.items()}
@@ -70,7 +72,7 @@ def evaluate_run(config: Config, params: Any, static: Any, dataset_dir: Path, ou
     if count == 0:
         raise ValueError(f"the test split of {dataset_dir} is empty")
     audio = test["audio"][:count]
-    outputs = run_model(config, params, static, test["f0_hz"][:count], test["loudness_db"][:count])
+    outputs = run_model(params, static, test["f0_hz"][:count], test["loudness_db"][:count], audio)
     resynthesis = outputs["audio"]
 
     loss = float(multiscale_spectral_loss(audio, resynthesis))
@@ -88,9 +90,11 @@ def evaluate_run(config: Config, params: Any, static: Any, dataset_dir: Path, ou
     sample_rate = config.model.sample_rate
     frame_rate = sample_rate / config.model.hop_size
     audio_files = []
+    sources = [name.removeprefix("signal/") for name in outputs if name.startswith("signal/")]
     for index in range(min(n_audio_examples, count)):
-        for kind, signal in (("input", audio[index]), ("resynthesis", resynthesis[index]),
-                             ("harmonic", outputs["harmonic"][index]), ("noise", outputs["noise"][index])):
+        signals = [("input", audio[index]), ("resynthesis", resynthesis[index])]
+        signals += [(source, outputs[f"signal/{source}"][index]) for source in sources]
+        for kind, signal in signals:
             name = f"example{index}_{kind}.wav"
             report.write_wav(out_dir / name, signal, sample_rate, subtype=wav_subtype)
             audio_files.append(name)
@@ -103,12 +107,16 @@ def evaluate_run(config: Config, params: Any, static: Any, dataset_dir: Path, ou
              "resynthesis": {"f0_hz": _audible_f0(features["f0_hz"][0], features["loudness_db"][0]),
                              "loudness_db": features["loudness_db"][0]}},
             frame_rate, p),
-        "harmonic_distribution.png": lambda p: report.plot_harmonic_distribution(
-            outputs["harmonic_distribution"][0], frame_rate, p),
     }
-    if "impulse_response" in outputs:
-        figures["impulse_response.png"] = lambda p: report.plot_impulse_response(
-            outputs["impulse_response"][0], sample_rate, p)
+    for key, value in outputs.items():
+        if key.startswith("control/") and key.endswith("/harmonic_distribution"):
+            name = key.split("/")[1]
+            figures[f"{name}_distribution.png"] = lambda p, v=value: report.plot_harmonic_distribution(
+                v[0], frame_rate, p)
+        elif key.startswith("impulse_response/"):
+            name = key.split("/")[1]
+            figures[f"{name}_impulse_response.png"] = lambda p, v=value: report.plot_impulse_response(
+                v[0], sample_rate, p)
     metrics_path = Path(config.run_dir) / "metrics.jsonl"
     if metrics_path.exists():
         figures["losses.png"] = lambda p: report.plot_losses(report.read_metrics(metrics_path), p)

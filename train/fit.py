@@ -30,7 +30,6 @@ import optax
 from tqdm import tqdm
 
 from ddsp_core._io import write_text_atomic
-from ddsp_core.spectral import multiscale_spectral_loss
 from ddsp_datarax.shards import SplitReader
 from train import modeling, parallel
 from train.checkpoint import (
@@ -81,17 +80,6 @@ def _step_key(seed: int, step: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed), step)
 
 
-def make_loss_fn(config: Config, static: Any) -> Callable:
-    """``loss(params, batch, key) -> scalar``: mean multi-scale spectral loss over the batch."""
-    forward = modeling.batch_forward(config, static)
-
-    def loss_fn(params, batch, key):
-        audio = forward(params, batch["f0_hz"], batch["loudness_db"], key)
-        return multiscale_spectral_loss(batch["audio"], audio)
-
-    return loss_fn
-
-
 def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(tree)]))
 
@@ -105,7 +93,7 @@ def make_train_step(
     over the mesh's data axis; everything else is replicated. Fixing the shardings of inputs and outputs keeps
     every step on one compiled program.
     """
-    loss_fn = make_loss_fn(config, static)
+    loss_fn = modeling.make_loss_fn(config, static)
     replicated, split = parallel.replicated(mesh), parallel.batch_sharding(mesh)
 
     def step(params, opt_state, batch, key):
@@ -227,6 +215,7 @@ def _write_run_files(run_dir: Path, config: Config, examples: SplitReader, *, re
         statistics = dataset_statistics(sample["f0_hz"], sample["f0_confidence"], sample["loudness_db"])
         write_text_atomic(statistics_path, json.dumps(statistics, indent=2))
     write_text_atomic(run_dir / "config.json", config.to_json())
+    write_text_atomic(run_dir / "config.toml", config.to_toml())
 
 
 def _prepare_state(config: Config, run_dir: Path, *, resume: bool) -> tuple[TrainState, Any]:
@@ -243,7 +232,7 @@ def _prepare_state(config: Config, run_dir: Path, *, resume: bool) -> tuple[Trai
 def fit(config: Config, dataset_dir: Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train ``config`` on the prepared dataset at ``dataset_dir``; return a summary dict.
 
-    Writes ``<run_dir>/config.json``, ``dataset_statistics.json``, ``metrics.jsonl`` and ``checkpoints/``, and
+    Writes ``<run_dir>/config.json`` (and the same as ``config.toml``, for ``--config``), ``dataset_statistics.json``, ``metrics.jsonl`` and ``checkpoints/``, and
     only after every check passed. With ``resume`` the newest checkpoint that restores is used (refused if it
     was made with another model configuration).
 
@@ -273,7 +262,7 @@ class _Loop:
     def __init__(self, config: Config, static: Any, mesh: Any, run_dir: Path, validation: dict, *, progress: bool):
         self.config, self.mesh, self.progress = config, mesh, progress
         self.train_step = make_train_step(config, static, modeling.make_optimizer(config), mesh)
-        self.eval_loss = jax.jit(make_loss_fn(config, static))
+        self.eval_loss = jax.jit(modeling.make_loss_fn(config, static))
         self.validation = None if len(validation["audio"]) == 0 else parallel.place_whole_batch(validation, mesh)
         self.eval_key = jax.random.key(config.train.seed + 1)
         self.checkpointer = Checkpointer(run_dir / "checkpoints", keep=config.train.keep_checkpoints)
@@ -392,5 +381,5 @@ def first_step_loss(config: Config, dataset_dir: Path | str) -> float:
     params, static = modeling.init_model(config, jax.random.key(config.train.seed))
     params = parallel.replicate_tree(params, mesh)
     batch = parallel.shard_batch(next(_batches(config, open_split(Path(dataset_dir), "train"), 0)), mesh)
-    loss_fn = jax.jit(make_loss_fn(config, static))
+    loss_fn = jax.jit(modeling.make_loss_fn(config, static))
     return float(loss_fn(params, batch, _step_key(config.train.seed, 0)))

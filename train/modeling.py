@@ -1,9 +1,10 @@
 """The model as the trainer sees it: build from a config, split into trainable arrays and static structure, and run a
-batch through the pure path (``ddsp_core.model.autoencode``) or the datarax path (the seed's composite).
+batch through the pure path (``ddsp_core.model``) or the datarax path (the composite built from the same
+instrument).
 
 Both paths take the same parameters (an ``equinox.partition`` of :class:`ddsp_core.model.DDSPAutoencoder`), so
-checkpoints, evaluation and resumption do not depend on the path; on the datarax path the impulse response is
-placed in the Reverb operator's ``nnx.Param`` inside the traced function, and gradients flow back to it.
+checkpoints, evaluation and resumption do not depend on the path; on the datarax path the processors' learnable
+arrays are placed in the composite's ``nnx.Param`` inside the traced function, and gradients flow back to them.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Any
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
 import optax
 
-from ddsp_core.model import DDSPAutoencoder, autoencode
+from ddsp_core.model import DDSPAutoencoder, batch_audio, batch_autoencode, build_autoencoder, reconstruction_loss
+from ddsp_core.spectral import multiscale_spectral_loss
 from train.config import Config
 
 
@@ -27,21 +30,22 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
 
 def build_model(config: Config, key: jax.Array) -> DDSPAutoencoder:
-    """A freshly initialised autoencoder with the shape given by ``config.model``."""
+    """A freshly initialised autoencoder described by ``config.model`` (GRU unroll from ``config.train``)."""
     model = config.model
-    return DDSPAutoencoder(
-        sample_rate=model.sample_rate,
-        hop_size=model.hop_size,
-        n_harmonics=model.n_harmonics,
-        n_noise_bands=model.n_noise_bands,
-        ir_length=model.ir_length,
-        harmonic_weight=model.harmonic_weight,
-        noise_weight=model.noise_weight,
-        use_reverb=model.reverb,
-        hidden_size=model.hidden_size,
-        scan_unroll=config.train.scan_unroll,
-        key=key,
-    )
+    try:
+        return build_autoencoder(
+            model.processors,
+            decoder=model.decoder,
+            hidden_size=model.hidden_size,
+            n_mlp_layers=model.n_mlp_layers,
+            z_dims=model.z_dims,
+            sample_rate=model.sample_rate,
+            hop_size=model.hop_size,
+            scan_unroll=config.train.scan_unroll,
+            key=key,
+        )
+    except ValueError as error:
+        raise ValueError(f"model.processors: {error}") from None
 
 
 def init_model(config: Config, key: jax.Array) -> tuple[Any, Any]:
@@ -51,57 +55,78 @@ def init_model(config: Config, key: jax.Array) -> tuple[Any, Any]:
     is compiled once.
     """
     params, static = eqx.partition(build_model(config, key), eqx.is_inexact_array)
-    params = jax.tree_util.tree_map(lambda leaf: jax.numpy.array(leaf, dtype=leaf.dtype), params)
+    params = jax.tree_util.tree_map(lambda leaf: jnp.array(leaf, dtype=leaf.dtype), params)
     return params, static
 
 
-def _pure_forward(model: DDSPAutoencoder, f0_hz, loudness_db, keys):
-    return jax.vmap(lambda f0, loudness, key: autoencode(model, f0, loudness, key=key))(f0_hz, loudness_db, keys)
-
-
-def _datarax_audio(model: DDSPAutoencoder, f0_hz, loudness_db, keys):
+def _datarax_audio(model: DDSPAutoencoder, f0_hz, loudness_db, key, audio):
     from flax import nnx
 
-    from ddsp_datarax.pipeline import composite_from_model, datarax_autoencode
+    from ddsp_datarax.pipeline import composite_from_instrument, datarax_autoencode
 
-    composite = composite_from_model(model, rngs=nnx.Rngs(0))
+    composite = composite_from_instrument(model.instrument, rngs=nnx.Rngs(0))
+    keys = jax.random.split(key, f0_hz.shape[0])
+    encoder_audio = audio if model.encoder is not None else None
 
-    def one(f0, loudness, key):
-        return datarax_autoencode(model.decoder, composite, f0, loudness, sample_rate=model.sample_rate, key=key)
+    def one(f0, loudness, example_key, example_audio):
+        return datarax_autoencode(model, composite, f0, loudness, key=example_key, audio=example_audio)
 
-    return jax.vmap(one)(f0_hz, loudness_db, keys)
+    in_axes = (0, 0, 0, 0 if encoder_audio is not None else None)
+    return jax.vmap(one, in_axes=in_axes)(f0_hz, loudness_db, keys, encoder_audio)
+
+
+def make_loss_fn(config: Config, static: Any) -> Callable:
+    """``loss(params, batch, key) -> scalar``: the multi-scale spectral loss of the batch's resynthesis.
+
+    The pure path is :func:`ddsp_core.model.reconstruction_loss`; the datarax path renders through the composite built
+    from the same instrument (example ``i`` draws its noise from ``jax.random.split(key, batch)[i]`` on both).
+    """
+
+    def loss_fn(params, batch, key):
+        model = eqx.combine(params, static)
+        if config.train.path == "datarax":
+            predicted = _datarax_audio(model, batch["f0_hz"], batch["loudness_db"], key, batch["audio"])
+            return multiscale_spectral_loss(batch["audio"], predicted)
+        return reconstruction_loss(model, batch["audio"], batch["f0_hz"], batch["loudness_db"], key=key)
+
+    return loss_fn
 
 
 def batch_forward(config: Config, static: Any) -> Callable:
-    """``forward(params, f0_hz, loudness_db, key) -> audio (batch, n_samples)`` on the configured path.
+    """``forward(params, f0_hz, loudness_db, key, audio=None) -> audio (batch, n_samples)`` on the configured path.
 
-    Example ``i`` draws its noise with ``jax.random.split(key, batch)[i]`` on both paths.
+    ``audio`` (the input audio) is needed by a model with a z-encoder.
     """
 
-    def forward(params, f0_hz, loudness_db, key):
+    def forward(params, f0_hz, loudness_db, key, audio=None):
         model = eqx.combine(params, static)
-        keys = jax.random.split(key, f0_hz.shape[0])
         if config.train.path == "datarax":
-            return _datarax_audio(model, f0_hz, loudness_db, keys)
-        return _pure_forward(model, f0_hz, loudness_db, keys).audio
+            return _datarax_audio(model, f0_hz, loudness_db, key, audio)
+        return batch_audio(model, f0_hz, loudness_db, key=key, audio=audio)
 
     return forward
 
 
-def batch_outputs(config: Config, static: Any) -> Callable:
-    """``outputs(params, f0_hz, loudness_db, key) -> dict`` of every output (pure path), for evaluation and plots.
+def batch_outputs(static: Any) -> Callable:
+    """``outputs(params, f0_hz, loudness_db, key, audio=None) -> dict`` of every output (pure path), for evaluation
+    and plots.
 
-    Keys: audio, harmonic, noise (batch, n_samples); amplitudes, harmonic_distribution, noise_magnitudes
-    (batch, n_frames, ...); impulse_response (batch, ir_length) when the model has reverb.
+    Keys: ``audio`` (batch, n_samples); ``signal/<source>`` per source (batch, n_samples); ``control/<processor>/
+    <control>`` per control (batch, n_frames, ...); ``impulse_response/<effect>`` (batch, ir_length) for effects
+    that have one.
     """
 
-    def outputs(params, f0_hz, loudness_db, key):
+    def outputs(params, f0_hz, loudness_db, key, audio=None):
         model = eqx.combine(params, static)
-        keys = jax.random.split(key, f0_hz.shape[0])
-        result = _pure_forward(model, f0_hz, loudness_db, keys)._asdict()
-        if model.impulse_response is not None:
-            result["impulse_response"] = jax.numpy.broadcast_to(
-                model.impulse_response, (f0_hz.shape[0], model.impulse_response.shape[0]))
+        rendered = batch_autoencode(model, f0_hz, loudness_db, key=key, audio=audio)
+        result = {"audio": rendered.audio}
+        result.update({f"signal/{name}": signal for name, signal in rendered.signals.items()})
+        for name, controls in rendered.controls.items():
+            result.update({f"control/{name}/{control}": value for control, value in controls.items()})
+        for effect in model.instrument.effects:
+            if hasattr(effect, "get_impulse_response"):
+                ir = effect.get_impulse_response()
+                result[f"impulse_response/{effect.name}"] = jnp.broadcast_to(ir, (f0_hz.shape[0], ir.shape[0]))
         return result
 
     return outputs

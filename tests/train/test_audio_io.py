@@ -46,9 +46,9 @@ def test_a_loud_input_reaches_the_model_unclipped_and_the_range_is_named(trained
     seen = {}
     real_run_model = train.evaluate.run_model
 
-    def spy(config, params, static, f0_hz, loudness_db, **kwargs):
+    def spy(params, static, f0_hz, loudness_db, *args, **kwargs):
         seen["loudness_db"] = loudness_db
-        return real_run_model(config, params, static, f0_hz, loudness_db, **kwargs)
+        return real_run_model(params, static, f0_hz, loudness_db, *args, **kwargs)
 
     monkeypatch.setattr(train.evaluate, "run_model", spy)
     source = tmp_path / "loud.wav"

@@ -4,14 +4,26 @@ import re
 
 import pytest
 
-from train.config import ConfigError, DataConfig, TrainConfig, apply_overrides, from_dict, preset
+from train.config import (
+    DEFAULT_PROCESSORS,
+    ConfigError,
+    DataConfig,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    load_config_file,
+    preset,
+    preset_names,
+)
 
 
 def test_nsynth_preset_is_the_seed_configuration():
     config = preset("nsynth")
-    assert (config.train.batch_size, config.model.n_samples, config.model.n_harmonics) == (32, 64000, 100)
-    assert (config.model.n_noise_bands, config.model.ir_length) == (65, 16000)
-    assert (config.model.harmonic_weight, config.model.noise_weight) == (1.0, 0.1)
+    assert (config.train.batch_size, config.model.n_samples, config.model.hidden_size) == (32, 64000, 512)
+    assert config.model.processors == DEFAULT_PROCESSORS
+    assert config.model.processor("harmonic") == {"type": "harmonic", "n_harmonics": 100, "weight": 1.0}
+    assert config.model.processor("noise") == {"type": "filtered_noise", "n_bands": 65, "weight": 0.1}
+    assert config.model.processor("reverb") == {"type": "reverb", "ir_length": 16000}
     assert config.train.learning_rate == 3e-4 and config.train.decay_rate == 0.98
     assert config.train.decay_steps == 10000 and config.train.grad_clip == 3.0 and config.train.n_steps == 30000
 
@@ -29,11 +41,13 @@ def test_scan_unroll_reaches_the_decoder_gru():
 def test_overrides_parse_to_the_field_type():
     config = apply_overrides(
         preset("demo"),
-        ["train.n_steps=7", "train.learning_rate=2e-3", "model.reverb=false", "data.crepe_model=full"],
+        ["train.n_steps=7", "train.learning_rate=2e-3", "model.processors.harmonic.n_harmonics=9",
+         "model.processors.noise.weight=0.25", "data.crepe_model=full"],
     )
     assert config.train.n_steps == 7 and isinstance(config.train.n_steps, int)
     assert config.train.learning_rate == pytest.approx(2e-3)
-    assert config.model.reverb is False
+    assert config.model.processor("harmonic")["n_harmonics"] == 9
+    assert config.model.processor("noise")["weight"] == 0.25
     assert config.data.crepe_model == "full"
     assert preset("demo").train.n_steps != 7  # presets are not mutated
 
@@ -44,7 +58,9 @@ def test_overrides_parse_to_the_field_type():
         ("train.n_stepz=3", "unknown config key 'train.n_stepz'"),
         ("optimizer.lr=3", "unknown config section 'optimizer'"),
         ("train.n_steps=many", "expects an integer"),
-        ("model.reverb=perhaps", "expects a boolean"),
+        ("model.processors.harmonic.n_harmonics=many", "expects an integer"),
+        ("model.processors.harmonic.colour=red", "has no setting 'colour'"),
+        ("model.processors.violin.n_harmonics=3", "with NAME one of harmonic, noise, reverb"),
         ("train.n_steps", "must look like section.key=value"),
     ],
 )
@@ -69,7 +85,8 @@ def test_model_fingerprint_changes_with_the_model_only():
     assert apply_overrides(base, ["train.n_steps=99"]).model_fingerprint() == base.model_fingerprint()
     # the GRU unroll is a speed knob: same parameters, so checkpoints stay compatible
     assert apply_overrides(base, ["train.scan_unroll=8"]).model_fingerprint() == base.model_fingerprint()
-    assert apply_overrides(base, ["model.n_harmonics=9"]).model_fingerprint() != base.model_fingerprint()
+    assert apply_overrides(base, ["model.processors.harmonic.n_harmonics=9"]).model_fingerprint() != \
+        base.model_fingerprint()
 
 
 @pytest.mark.parametrize(
@@ -89,8 +106,9 @@ def test_model_fingerprint_changes_with_the_model_only():
         ("data.validation_fraction=1", "data.validation_fraction must be a fraction in [0, 1)"),
         ("data.test_fraction=-0.1", "data.test_fraction must be a fraction in [0, 1)"),
         ("data.validation_fraction=0.95", "data.validation_fraction + data.test_fraction must be < 1"),
-        ("model.noise_weight=nan", "config key 'model.noise_weight' expects a finite number, got 'nan'"),
-        ("model.harmonic_weight=-inf", "config key 'model.harmonic_weight' expects a finite number, got '-inf'"),
+        ("model.processors.noise.weight=nan", "config key 'model.processors.noise.weight' expects a finite number, got 'nan'"),
+        ("model.processors.harmonic.weight=-inf",
+         "config key 'model.processors.harmonic.weight' expects a finite number, got '-inf'"),
         ("model.n_samples=1000", "must be a multiple of model.hop_size"),
     ],
 )
@@ -111,3 +129,61 @@ def test_invalid_values_are_refused_with_the_key(override, message):
 def test_non_finite_values_are_refused_when_a_section_is_built(section, field, value, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         section(**{field: value})
+
+
+def test_presets_are_toml_files_that_load_to_valid_configs():
+    assert preset_names() == ["demo", "folder", "nsynth", "tiny"]
+    for name in preset_names():
+        assert preset(name).preset == name
+
+
+def test_a_config_written_as_toml_reads_back_identical(tmp_path):
+    config = apply_overrides(preset("demo"), ["train.seed=3", "model.decoder=rnn_fc", "model.z_dims=4",
+                                              "model.processors.reverb.ir_length=800"])
+    path = tmp_path / "run.toml"
+    path.write_text(config.to_toml())
+    assert load_config_file(path) == config
+
+
+def test_a_partial_file_overrides_only_what_it_gives_and_processors_as_a_whole(tmp_path):
+    """The folder preset with the demo budget: one short file instead of eleven --set flags."""
+    path = tmp_path / "short.toml"
+    path.write_text(
+        "[train]\nbatch_size = 8\nn_steps = 800\ncrop_samples = 16000\n\n"
+        "[[model.processors]]\ntype = \"sinusoidal\"\nn_sinusoids = 8\n\n"
+        "[[model.processors]]\ntype = \"exp_decay_reverb\"\nir_length = 4000\n"
+    )
+    config = load_config_file(path, preset("folder"))
+    assert (config.train.batch_size, config.train.n_steps, config.train.crop_samples) == (8, 800, 16000)
+    assert config.data.source == "folder" and config.train.learning_rate == preset("folder").train.learning_rate
+    assert [entry["type"] for entry in config.model.processors] == ["sinusoidal", "exp_decay_reverb"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[train]\nn_stepz = 3\n", "unknown config key train.n_stepz"),
+        ("[train]\nn_steps = \"many\"\n", "config key 'train.n_steps' expects int"),
+        ("[train\n", "is not valid TOML"),
+        ("[[model.processors]]\ntype = \"theremin\"\n", "unknown processor type 'theremin'"),
+        ("[[model.processors]]\ntype = \"harmonic\"\nn_harmonicz = 3\n", "has no setting n_harmonicz"),
+        ("[[model.processors]]\ntype = \"reverb\"\nweight = 0.5\n", "has no setting weight"),
+        ("[[model.processors]]\ntype = \"harmonic\"\n[[model.processors]]\ntype = \"harmonic\"\n",
+         "names must be unique, repeated harmonic"),
+        ("[[model.processors]]\ntype = \"reverb\"\n", "has no source"),
+        ("[model]\nn_harmonics = 60\n", "made by an older version of ddsp-jax"),
+    ],
+)
+def test_bad_config_files_are_refused_naming_the_file_and_the_key(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        load_config_file(path)
+    assert str(path) in str(error.value)
+
+
+def test_a_saved_config_of_the_older_layout_gives_a_clear_error():
+    old = {"preset": "demo", "run_dir": "runs/demo", "data": {}, "train": {},
+           "model": {"n_harmonics": 60, "n_noise_bands": 65, "ir_length": 4000, "hidden_size": 256}}
+    with pytest.raises(ConfigError, match="made by an older version of ddsp-jax.*model.processors"):
+        from_dict(old)
