@@ -52,7 +52,7 @@ _UNROLL = 4  # harmonics per scan iteration: lets XLA fuse several rotation step
 
 # Controls --------------------------------------------------------------------------------------------------------
 def harmonic_controls(
-    amplitudes: Float[AnyArray, "n_frames"],
+    amplitude: Float[AnyArray, "n_frames"],
     harmonic_distribution: Float[AnyArray, "n_frames n_harmonics"],
     f0_hz: Float[AnyArray, "n_frames"],
     *,
@@ -71,7 +71,7 @@ def harmonic_controls(
 
     Parameters
     ----------
-    amplitudes : array, shape (n_frames,)
+    amplitude : array, shape (n_frames,)
         Raw network output for the overall amplitude.
     harmonic_distribution : array, shape (n_frames, n_harmonics)
         Raw network outputs for the relative harmonic amplitudes.
@@ -82,7 +82,7 @@ def harmonic_controls(
 
     Returns
     -------
-    amplitudes : Array, shape (n_frames,)
+    amplitude : Array, shape (n_frames,)
         Overall linear amplitude, in ``[1e-7, 2 + 1e-7]``.
     harmonic_distribution : Array, shape (n_frames, n_harmonics)
         Non-negative, zero at/above Nyquist, each frame summing to 1.
@@ -100,11 +100,11 @@ def harmonic_controls(
     --------
     harmonic_synthesis : the signal step; ddsp_core.core.normalize_harmonics : the normalisation alone.
     """
-    check_shapes("harmonic_controls", amplitudes=(amplitudes, "n_frames"),
+    check_shapes("harmonic_controls", amplitude=(amplitude, "n_frames"),
                  harmonic_distribution=(harmonic_distribution, "n_frames n_harmonics"), f0_hz=(f0_hz, "n_frames"))
-    amplitudes = exp_sigmoid(amplitudes)
+    amplitude = exp_sigmoid(amplitude)
     harmonic_distribution = exp_sigmoid(harmonic_distribution)
-    return amplitudes, normalize_harmonics(harmonic_distribution, as_frequency_hz(f0_hz), sample_rate)
+    return amplitude, normalize_harmonics(harmonic_distribution, as_frequency_hz(f0_hz), sample_rate)
 
 
 # Shared helpers ----------------------------------------------------------------------------------------------------
@@ -309,7 +309,7 @@ _harmonic_bank.defvjp(_harmonic_bank_fwd, _harmonic_bank_bwd)
 
 
 def harmonic_synthesis(
-    amplitudes: Float[AnyArray, "n_frames"],
+    amplitude: Float[AnyArray, "n_frames"],
     harmonic_distribution: Float[AnyArray, "n_frames n_harmonics"],
     f0_hz: Float[AnyArray, "n_frames"],
     *,
@@ -324,7 +324,7 @@ def harmonic_synthesis(
         y[t] = \\sum_{k=1}^{K} A_k(t)\\, [k f_0(t) < sr/2]\\, \\sin(k\\, \\phi(t)),\\qquad
         \\phi(t) = \\sum_{\\tau \\le t} 2\\pi f_0(\\tau) / sr
 
-    with :math:`A_k = \\text{amplitudes} \\cdot \\text{harmonic\\_distribution}_k` upsampled from frames to samples
+    with :math:`A_k = \\text{amplitude} \\cdot \\text{harmonic\\_distribution}_k` upsampled from frames to samples
     by overlapping Hann windows (``amp_resample="window"``, the default) or linearly (``"linear"``), and
     :math:`f_0(t)` upsampled linearly (frame ``i`` at sample ``i * hop``, the last frame held). The distribution is
     used as given (no normalisation here); harmonics at or above Nyquist are silenced sample by sample.
@@ -338,7 +338,7 @@ def harmonic_synthesis(
 
     Parameters
     ----------
-    amplitudes : array, shape (n_frames,)
+    amplitude : array, shape (n_frames,)
         Overall linear amplitude per frame (e.g. from :func:`harmonic_controls`).
     harmonic_distribution : array, shape (n_frames, n_harmonics)
         Relative amplitude of each harmonic per frame (normally normalised to sum to 1).
@@ -349,7 +349,7 @@ def harmonic_synthesis(
     sample_rate : int
         Audio sample rate, Hz.
     amp_resample : {"window", "linear"}
-        How amplitudes are upsampled (magenta ``amp_resample_method``).
+        How the amplitudes are upsampled (magenta ``amp_resample_method``).
 
     Returns
     -------
@@ -380,24 +380,24 @@ def harmonic_synthesis(
     --------
     harmonic_controls : raw network outputs -> these controls; sinusoidal_synthesis : free frequencies.
     """
-    check_shapes("harmonic_synthesis", amplitudes=(amplitudes, "n_frames"),
+    check_shapes("harmonic_synthesis", amplitude=(amplitude, "n_frames"),
                  harmonic_distribution=(harmonic_distribution, "n_frames n_harmonics"), f0_hz=(f0_hz, "n_frames"))
     hop_size = _check_sizes(harmonic_distribution.shape[0], n_samples, sample_rate)
     _crossfade_weights(hop_size, amp_resample)  # validates amp_resample
     return _harmonic_signal(
-        amplitudes, harmonic_distribution, as_frequency_hz(f0_hz), n_samples=n_samples, sample_rate=sample_rate, amp_resample=amp_resample
+        amplitude, harmonic_distribution, as_frequency_hz(f0_hz), n_samples=n_samples, sample_rate=sample_rate, amp_resample=amp_resample
     )
 
 
 @functools.partial(jax.jit, static_argnames=("n_samples", "sample_rate", "amp_resample"))
-def _harmonic_signal(amplitudes, harmonic_distribution, f0_hz, *, n_samples, sample_rate, amp_resample):
+def _harmonic_signal(amplitude, harmonic_distribution, f0_hz, *, n_samples, sample_rate, amp_resample):
     """Body of :func:`harmonic_synthesis` (jitted so that eager calls compile once per shape)."""
     with jax.named_scope("harmonic_synthesis"):
         hop_size = n_samples // harmonic_distribution.shape[0]
         f0_envelope_hz = _frame_f0_envelope(jnp.asarray(f0_hz, jnp.float32), n_samples, hop_size)  # [n_frames, hop]
         phase = _TWO_PI * _accumulate_cycles(f0_envelope_hz, sample_rate, False)
         # [n_frames, n_harmonics]
-        harmonic_amplitudes = jnp.asarray(amplitudes, jnp.float32)[:, None] * jnp.asarray(harmonic_distribution, jnp.float32)
+        harmonic_amplitudes = jnp.asarray(amplitude, jnp.float32)[:, None] * jnp.asarray(harmonic_distribution, jnp.float32)
         audio = _harmonic_bank(
             sample_rate / 2.0,
             amp_resample,
@@ -488,7 +488,7 @@ def _sinusoidal_signal(amplitudes, frequencies_hz, *, n_samples, sample_rate, am
 
 # Wavetable ---------------------------------------------------------------------------------------------------------
 def wavetable_synthesis(
-    amplitudes: Float[AnyArray, "n_frames"],
+    amplitude: Float[AnyArray, "n_frames"],
     wavetables: Float[AnyArray, "n_frames n_wavetable"],
     f0_hz: Float[AnyArray, "n_frames"],
     *,
@@ -507,7 +507,7 @@ def wavetable_synthesis(
 
     Parameters
     ----------
-    amplitudes : array, shape (n_frames,)
+    amplitude : array, shape (n_frames,)
         Linear amplitude per frame.
     wavetables : array, shape (n_frames, n_wavetable)
         One period of the waveform per frame, sampled at ``n_wavetable`` equally spaced phases in ``[0, 1)``.
@@ -540,15 +540,15 @@ def wavetable_synthesis(
     --------
     harmonic_synthesis : the band-limited alternative.
     """
-    check_shapes("wavetable_synthesis", amplitudes=(amplitudes, "n_frames"),
+    check_shapes("wavetable_synthesis", amplitude=(amplitude, "n_frames"),
                  wavetables=(wavetables, "n_frames n_wavetable"), f0_hz=(f0_hz, "n_frames"))
     _check_sizes(wavetables.shape[0], n_samples, sample_rate)
-    return _wavetable_signal(amplitudes, wavetables, as_frequency_hz(f0_hz), n_samples=n_samples,
+    return _wavetable_signal(amplitude, wavetables, as_frequency_hz(f0_hz), n_samples=n_samples,
                              sample_rate=sample_rate)
 
 
 @functools.partial(jax.jit, static_argnames=("n_samples", "sample_rate"))
-def _wavetable_signal(amplitudes, wavetables, f0_hz, *, n_samples, sample_rate):
+def _wavetable_signal(amplitude, wavetables, f0_hz, *, n_samples, sample_rate):
     """Body of :func:`wavetable_synthesis`."""
     n_frames, n_wavetable = wavetables.shape
     hop_size = n_samples // n_frames
@@ -557,7 +557,7 @@ def _wavetable_signal(amplitudes, wavetables, f0_hz, *, n_samples, sample_rate):
     time_lerp = (np.arange(hop_size, dtype=np.float32) * np.float32(n_frames / n_samples)).astype(np.float32)
     with jax.named_scope("wavetable_synthesis"):
         wavetables = jnp.asarray(wavetables, dtype=jnp.float32)
-        amplitudes = jnp.asarray(amplitudes, dtype=jnp.float32)
+        amplitude = jnp.asarray(amplitude, dtype=jnp.float32)
         f0_envelope_hz = _frame_f0_envelope(jnp.asarray(f0_hz, dtype=jnp.float32), n_samples, hop_size)
         cycles = _accumulate_cycles(f0_envelope_hz, sample_rate, True)  # [n_frames, hop]
         position = cycles * n_wavetable
@@ -574,5 +574,5 @@ def _wavetable_signal(amplitudes, wavetables, f0_hz, *, n_samples, sample_rate):
         this_frame = read(wavetables)
         next_frame = read(_next_frame(wavetables))
         waveform = this_frame + (next_frame - this_frame) * time_lerp[None, :]
-        amplitude_envelope = amplitudes[:, None] * w_start + _next_frame(amplitudes)[:, None] * w_end
+        amplitude_envelope = amplitude[:, None] * w_start + _next_frame(amplitude)[:, None] * w_end
         return (amplitude_envelope * waveform).reshape(n_samples)

@@ -84,7 +84,7 @@ def hook_off_results() -> dict:
     [
         ("harmonic_1d_distribution", "harmonic_synthesis: harmonic_distribution must have shape (n_frames, "
                                      "n_harmonics), got (250,)"),
-        ("harmonic_f0_wrong_length", "harmonic_synthesis: f0_hz has n_frames=8, but amplitudes has n_frames=4"),
+        ("harmonic_f0_wrong_length", "harmonic_synthesis: f0_hz has n_frames=8, but amplitude has n_frames=4"),
         ("harmonic_controls_f0_wrong_length", "harmonic_controls: f0_hz has n_frames=5"),
         ("sinusoidal_mismatch", "sinusoidal_synthesis: frequencies_hz has n_sinusoids=3, but amplitudes has "
                                 "n_sinusoids=2"),
@@ -96,7 +96,7 @@ def hook_off_results() -> dict:
         ("loudness_2d", "compute_loudness: audio must have shape (n_samples), got (2, 4096)"),
         ("loss_two_lengths", "target and pred must have the same shape (*batch, n_samples), got target (4096,) "
                              "and pred (4000,)"),
-        ("harmonic_under_vmap_wrong_length", "harmonic_synthesis: f0_hz has n_frames=6, but amplitudes has "
+        ("harmonic_under_vmap_wrong_length", "harmonic_synthesis: f0_hz has n_frames=6, but amplitude has "
                                              "n_frames=4"),
     ],
 )
