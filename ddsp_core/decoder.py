@@ -19,6 +19,7 @@ This module also holds the optional z-encoder (:class:`MfccEncoder`), magenta's 
 MFCC -> LayerNorm -> GRU -> Linear to ``z_dims`` per frame, used for timbre conditioning.
 """
 
+import abc
 from collections.abc import Mapping
 
 import equinox as eqx
@@ -165,7 +166,13 @@ class _DenseBlock(eqx.Module):
         return jax.nn.relu(y)
 
 
-def _check_output_sizes(output_sizes: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+def _check_decoder_arguments(
+    output_sizes: Mapping[str, int], *, hidden_size: int, n_mlp_layers: int, z_dims: int, scan_unroll: int
+) -> tuple[tuple[str, int], ...]:
+    """Check a decoder's sizes (naming the bad one) and return its ``output_splits``."""
+    check_positive_int(hidden_size=hidden_size, n_mlp_layers=n_mlp_layers, scan_unroll=scan_unroll)
+    if z_dims < 0:
+        raise ValueError(f"z_dims must be >= 0, got {z_dims}")
     splits = tuple((str(name), int(size)) for name, size in output_sizes.items())
     if not splits:
         raise ValueError("output_sizes must name at least one output, e.g. {'harmonic/amplitude': 1}")
@@ -194,7 +201,54 @@ def _check_z(z: AnyArray | None, z_dims: int) -> None:
         raise ValueError("z was given but this decoder was built with z_dims=0")
 
 
-class DDSPDecoder(eqx.Module):
+class _Decoder(eqx.Module):
+    """What both decoders share: per-frame layers before the GRU (``gru_inputs``), the GRU (the only part that
+    crosses frames: a streaming engine carries its state), per-frame layers after it (``outputs``)."""
+
+    gru: eqx.AbstractVar[eqx.nn.GRUCell]
+    output_splits: eqx.AbstractVar[tuple[tuple[str, int], ...]]
+    hidden_size: eqx.AbstractVar[int]
+    z_dims: eqx.AbstractVar[int]
+    scan_unroll: eqx.AbstractVar[int]
+
+    @abc.abstractmethod
+    def gru_inputs(self, f0_hz, loudness_db, z=None) -> tuple[Array, Array]:
+        """``(GRU inputs, skip features)`` per frame."""
+
+    @abc.abstractmethod
+    def outputs(self, hidden_states: Array, skip: Array) -> dict[str, Array]:
+        """GRU hidden states and skip features -> named raw outputs."""
+
+    def __call__(
+        self,
+        f0_hz: Float[AnyArray, " n_frames"],
+        loudness_db: Float[AnyArray, " n_frames"],
+        z: Float[AnyArray, "n_frames z_dims"] | None = None,
+    ) -> dict[str, Array]:
+        """Decode one example.
+
+        Parameters
+        ----------
+        f0_hz : Float[AnyArray, "n_frames"]
+            Fundamental frequency per frame, Hz (0 for unvoiced frames is allowed).
+        loudness_db : Float[AnyArray, "n_frames"]
+            A-weighted loudness per frame, dB.
+        z : Float[AnyArray, "n_frames z_dims"] or None
+            Latent per frame; required if and only if the decoder was built with ``z_dims > 0``.
+
+        Returns
+        -------
+        dict of str to Array
+            ``name -> (n_frames, size)`` for every entry of ``output_sizes``.
+        """
+        with jax.named_scope("ddsp_decoder"):
+            x, skip = self.gru_inputs(f0_hz, loudness_db, z)
+            with jax.named_scope("gru"):
+                hidden_states = gru_over_frames(self.gru, x, unroll=self.scan_unroll)  # [n_frames, hidden]
+            return self.outputs(hidden_states, skip)
+
+
+class DDSPDecoder(_Decoder):
     """DDSP decoder (Equinox): f0 and loudness (and optionally z) per frame -> named raw outputs.
 
     ``[f0_scaled, loudness_scaled (, z)] -> Linear(hidden) -> GRU(hidden) -> n_mlp_layers x (Linear, LayerNorm,
@@ -260,10 +314,9 @@ class DDSPDecoder(eqx.Module):
         scan_unroll: int = 1,
         key: Key,
     ):
-        check_positive_int(hidden_size=hidden_size, n_mlp_layers=n_mlp_layers, scan_unroll=scan_unroll)
-        if z_dims < 0:
-            raise ValueError(f"z_dims must be >= 0, got {z_dims}")
-        self.output_splits = _check_output_sizes(output_sizes)
+        self.output_splits = _check_decoder_arguments(
+            output_sizes, hidden_size=hidden_size, n_mlp_layers=n_mlp_layers, z_dims=z_dims, scan_unroll=scan_unroll
+        )
         keys = jax.random.split(key, 3 + n_mlp_layers)
         self.input_layer = eqx.nn.Linear(2 + z_dims, hidden_size, key=keys[0])
         self.gru = eqx.nn.GRUCell(hidden_size, hidden_size, key=keys[1])
@@ -298,38 +351,6 @@ class DDSPDecoder(eqx.Module):
                 x = block(x)  # [n_frames, hidden]
         return _split_outputs(_linear_over_frames(self.head, x), self.output_splits)
 
-    def __call__(
-        self,
-        f0_hz: Float[AnyArray, " n_frames"],
-        loudness_db: Float[AnyArray, " n_frames"],
-        z: Float[AnyArray, "n_frames z_dims"] | None = None,
-    ) -> dict[str, Array]:
-        """Decode one example.
-
-        Parameters
-        ----------
-        f0_hz : Float[AnyArray, "n_frames"]
-            Fundamental frequency per frame, Hz (0 for unvoiced frames is allowed).
-        loudness_db : Float[AnyArray, "n_frames"]
-            A-weighted loudness per frame, dB.
-        z : Float[AnyArray, "n_frames z_dims"] or None
-            Latent per frame; required if and only if the decoder was built with ``z_dims > 0``.
-
-        Returns
-        -------
-        dict of str to Array
-            ``name -> (n_frames, size)`` for every entry of ``output_sizes``.
-        """
-        return _decode(self, f0_hz, loudness_db, z)
-
-
-def _decode(decoder, f0_hz, loudness_db, z) -> dict[str, Array]:
-    with jax.named_scope("ddsp_decoder"):
-        x, skip = decoder.gru_inputs(f0_hz, loudness_db, z)
-        with jax.named_scope("gru"):
-            hidden_states = gru_over_frames(decoder.gru, x, unroll=decoder.scan_unroll)  # [n_frames, hidden]
-        return decoder.outputs(hidden_states, skip)
-
 
 def _stack(in_features: int, hidden_size: int, n_layers: int, key: Key) -> tuple[_DenseBlock, ...]:
     keys = jax.random.split(key, n_layers)
@@ -343,7 +364,7 @@ def _run_stack(stack: tuple[_DenseBlock, ...], x: Array) -> Array:
     return x
 
 
-class RnnFcDecoder(eqx.Module):
+class RnnFcDecoder(_Decoder):
     """magenta's ``RnnFcDecoder``: an MLP per input, a GRU over their concatenation, and the inputs' MLP outputs
     skipped past the GRU into the output MLP.
 
@@ -397,10 +418,9 @@ class RnnFcDecoder(eqx.Module):
         scan_unroll: int = 1,
         key: Key,
     ):
-        check_positive_int(hidden_size=hidden_size, n_mlp_layers=n_mlp_layers, scan_unroll=scan_unroll)
-        if z_dims < 0:
-            raise ValueError(f"z_dims must be >= 0, got {z_dims}")
-        self.output_splits = _check_output_sizes(output_sizes)
+        self.output_splits = _check_decoder_arguments(
+            output_sizes, hidden_size=hidden_size, n_mlp_layers=n_mlp_layers, z_dims=z_dims, scan_unroll=scan_unroll
+        )
         input_widths = (1, 1) + ((z_dims,) if z_dims > 0 else ())
         keys = jax.random.split(key, len(input_widths) + 3)
         self.input_stacks = tuple(
@@ -433,15 +453,6 @@ class RnnFcDecoder(eqx.Module):
         """The per-frame part after the GRU: ``[skip, hidden] -> output MLP -> named raw outputs``."""
         x = _run_stack(self.output_stack, jnp.concatenate([skip, hidden_states], axis=-1))  # [n_frames, hidden]
         return _split_outputs(_linear_over_frames(self.head, x), self.output_splits)
-
-    def __call__(
-        self,
-        f0_hz: Float[AnyArray, " n_frames"],
-        loudness_db: Float[AnyArray, " n_frames"],
-        z: Float[AnyArray, "n_frames z_dims"] | None = None,
-    ) -> dict[str, Array]:
-        """Decode one example; same contract as :meth:`DDSPDecoder.__call__`."""
-        return _decode(self, f0_hz, loudness_db, z)
 
 
 AnyDecoder = DDSPDecoder | RnnFcDecoder

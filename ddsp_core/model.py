@@ -41,7 +41,6 @@ from ddsp_core.spectral import DEFAULT_FFT_SIZES, multiscale_spectral_loss
 __all__ = [
     "DDSPAutoencoder",
     "autoencode",
-    "batch_audio",
     "batch_autoencode",
     "build_autoencoder",
     "build_instrument",
@@ -283,20 +282,8 @@ def reconstruction_loss(
     --------
     autoencode, ddsp_core.spectral.multiscale_spectral_loss
     """
-    return multiscale_spectral_loss(audio, batch_audio(model, f0_hz, loudness_db, key=key, audio=audio),
-                                    fft_sizes=fft_sizes)
-
-
-def batch_audio(
-    model: DDSPAutoencoder,
-    f0_hz: Float[AnyArray, "batch n_frames"],
-    loudness_db: Float[AnyArray, "batch n_frames"],
-    *,
-    key: Key,
-    audio: Float[AnyArray, "batch n_samples"] | None = None,
-) -> Float[Array, "batch n_samples"]:
-    """:func:`autoencode`'s audio for a batch; example ``i`` uses ``jax.random.split(key, batch)[i]``."""
-    return batch_autoencode(model, f0_hz, loudness_db, key=key, audio=audio).audio
+    predicted = batch_autoencode(model, f0_hz, loudness_db, key=key, audio=audio).audio  # [batch, n_samples]
+    return multiscale_spectral_loss(audio, predicted, fft_sizes=fft_sizes)
 
 
 def batch_autoencode(

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ddsp_core.model import DDSPAutoencoder, batch_audio, batch_autoencode, build_autoencoder, reconstruction_loss
+from ddsp_core.model import DDSPAutoencoder, batch_autoencode, build_autoencoder, reconstruction_loss
 from ddsp_core.spectral import multiscale_spectral_loss
 from train.config import Config
 
@@ -102,7 +102,7 @@ def batch_forward(config: Config, static: Any) -> Callable:
         model = eqx.combine(params, static)
         if config.train.path == "datarax":
             return _datarax_audio(model, f0_hz, loudness_db, key, audio)
-        return batch_audio(model, f0_hz, loudness_db, key=key, audio=audio)
+        return batch_autoencode(model, f0_hz, loudness_db, key=key, audio=audio).audio
 
     return forward
 
