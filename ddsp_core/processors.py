@@ -51,6 +51,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from ddsp_core import stream
 from ddsp_core._typing import AnyArray, Key
 from ddsp_core.core import exp_sigmoid, midi_to_hz
 from ddsp_core.effects import exp_decay_impulse_response, learned_ir_init, reverb
@@ -114,6 +115,23 @@ class Source(Processor):
     def get_signal(self, controls: Controls, *, n_samples: int, key: Key) -> Float[Array, " n_samples"]:
         """Controls of ONE example -> ``(n_samples,)`` audio; ``key`` is this source's own PRNG key."""
 
+    def stream_latency(self, *, hop_size: int) -> int:
+        """Fewest samples by which the block form (:meth:`stream_signal`) can trail :meth:`get_signal`."""
+        raise NotImplementedError(_no_block_form(self))
+
+    def init_stream(self, *, hop_size: int, latency_samples: int) -> Any:
+        """State of the block form before the first block, its output trailing :meth:`get_signal` by
+        ``latency_samples`` (at least :meth:`stream_latency`)."""
+        raise NotImplementedError(_no_block_form(self))
+
+    def stream_signal(self, state: Any, controls: Controls, *, hop_size: int, key: Key) -> tuple[Any, Array]:
+        """Block form of :meth:`get_signal`: controls of ``k`` frames -> ``(state, (k * hop_size,) audio)``.
+
+        The outputs of consecutive calls are :meth:`get_signal` of all their frames, delayed by the latency given
+        to :meth:`init_stream`. ``key`` is the source's key for the whole stream (the same for every block).
+        """
+        raise NotImplementedError(_no_block_form(self))
+
 
 class Effect(Processor):
     """A processor that transforms the mixed signal (e.g. a reverb)."""
@@ -121,6 +139,22 @@ class Effect(Processor):
     @abc.abstractmethod
     def apply(self, controls: Controls, audio: Float[Array, " n_samples"]) -> Float[Array, " n_samples"]:
         """``(n_samples,)`` audio and controls of ONE example -> ``(n_samples,)`` processed audio."""
+
+    def init_stream(self, *, hop_size: int) -> Any:
+        """State of the block form (:meth:`stream_apply`) before the first block."""
+        raise NotImplementedError(_no_block_form(self))
+
+    def stream_apply(
+        self, state: Any, controls: Controls, audio: Float[Array, " k_hop"], *, hop_size: int
+    ) -> tuple[Any, Float[Array, " k_hop"]]:
+        """Block form of :meth:`apply`, without latency: consecutive outputs are :meth:`apply` of the whole
+        stream."""
+        raise NotImplementedError(_no_block_form(self))
+
+
+def _no_block_form(processor: Processor) -> str:
+    return (f"processor {processor.name!r} ({type(processor).__name__}) has no block form for streaming; "
+            "give it init_stream and stream_signal/stream_apply (see ddsp_core.stream)")
 
 
 def _check_name(name: str) -> None:
@@ -183,6 +217,23 @@ class Harmonic(Source):
             n_samples=n_samples, sample_rate=self.sample_rate, amp_resample=self.amp_resample,
         )
 
+    def stream_latency(self, *, hop_size: int) -> int:
+        return stream.OSCILLATOR_LATENCY_FRAMES * hop_size
+
+    def init_stream(self, *, hop_size: int, latency_samples: int) -> Any:
+        delay = stream.oscillator_delay_init(hop_size=hop_size, latency_samples=latency_samples)
+        return stream.harmonic_init(self.n_harmonics), delay
+
+    def stream_signal(self, state: Any, controls: Controls, *, hop_size: int, key: Key) -> tuple[Any, Array]:
+        del key
+        oscillator, delay = state
+        oscillator, audio = stream.harmonic_block(
+            oscillator, controls["amplitude"], controls["harmonic_distribution"], controls["f0_hz"],
+            sample_rate=self.sample_rate, hop_size=hop_size, amp_resample=self.amp_resample,
+        )
+        delay, audio = stream.delay_block(delay, audio)
+        return (oscillator, delay), audio
+
 
 class FilteredNoise(Source):
     """Filtered white noise (magenta ``synths.FilteredNoise``).
@@ -227,6 +278,17 @@ class FilteredNoise(Source):
     def get_signal(self, controls: Controls, *, n_samples: int, key: Key) -> Float[Array, " n_samples"]:
         return filtered_noise(controls["magnitudes"], n_samples=n_samples, window_size=self.window_size, key=key)
 
+    def stream_latency(self, *, hop_size: int) -> int:
+        return stream.filtered_noise_lookahead(self.n_bands, window_size=self.window_size)
+
+    def init_stream(self, *, hop_size: int, latency_samples: int) -> Any:
+        return stream.filtered_noise_init(self.n_bands, window_size=self.window_size, latency_samples=latency_samples)
+
+    def stream_signal(self, state: Any, controls: Controls, *, hop_size: int, key: Key) -> tuple[Any, Array]:
+        return stream.filtered_noise_block(
+            state, controls["magnitudes"], hop_size=hop_size, window_size=self.window_size, key=key
+        )
+
 
 class Sinusoidal(Source):
     """A bank of free sinusoids, each with its own frequency and amplitude (magenta ``synths.Sinusoidal``).
@@ -269,6 +331,23 @@ class Sinusoidal(Source):
         return sinusoidal_synthesis(
             controls["amplitudes"], controls["frequencies_hz"], n_samples=n_samples, sample_rate=self.sample_rate
         )
+
+    def stream_latency(self, *, hop_size: int) -> int:
+        return stream.OSCILLATOR_LATENCY_FRAMES * hop_size
+
+    def init_stream(self, *, hop_size: int, latency_samples: int) -> Any:
+        delay = stream.oscillator_delay_init(hop_size=hop_size, latency_samples=latency_samples)
+        return stream.sinusoidal_init(self.n_sinusoids), delay
+
+    def stream_signal(self, state: Any, controls: Controls, *, hop_size: int, key: Key) -> tuple[Any, Array]:
+        del key
+        oscillator, delay = state
+        oscillator, audio = stream.sinusoidal_block(
+            oscillator, controls["amplitudes"], controls["frequencies_hz"], sample_rate=self.sample_rate,
+            hop_size=hop_size,
+        )
+        delay, audio = stream.delay_block(delay, audio)
+        return (oscillator, delay), audio
 
 
 class Wavetable(Source):
@@ -316,6 +395,23 @@ class Wavetable(Source):
             n_samples=n_samples, sample_rate=self.sample_rate,
         )
 
+    def stream_latency(self, *, hop_size: int) -> int:
+        return stream.OSCILLATOR_LATENCY_FRAMES * hop_size
+
+    def init_stream(self, *, hop_size: int, latency_samples: int) -> Any:
+        delay = stream.oscillator_delay_init(hop_size=hop_size, latency_samples=latency_samples)
+        return stream.wavetable_init(self.n_points), delay
+
+    def stream_signal(self, state: Any, controls: Controls, *, hop_size: int, key: Key) -> tuple[Any, Array]:
+        del key
+        oscillator, delay = state
+        oscillator, audio = stream.wavetable_block(
+            oscillator, controls["amplitude"], controls["wavetable"], controls["f0_hz"],
+            sample_rate=self.sample_rate, hop_size=hop_size,
+        )
+        delay, audio = stream.delay_block(delay, audio)
+        return (oscillator, delay), audio
+
 
 # Effects ------------------------------------------------------------------------------------------------------------
 class Reverb(Effect):
@@ -350,6 +446,15 @@ class Reverb(Effect):
     def apply(self, controls: Controls, audio: Float[Array, " n_samples"]) -> Float[Array, " n_samples"]:
         del controls
         return reverb(audio, self.impulse_response)
+
+    def init_stream(self, *, hop_size: int) -> Any:
+        return stream.reverb_init(self.get_impulse_response().shape[0], hop_size=hop_size)
+
+    def stream_apply(
+        self, state: Any, controls: Controls, audio: Float[Array, " k_hop"], *, hop_size: int
+    ) -> tuple[Any, Float[Array, " k_hop"]]:
+        del controls
+        return stream.reverb_block(state, audio, self.get_impulse_response(), hop_size=hop_size)
 
 
 class ExpDecayReverb(Effect):
@@ -397,6 +502,15 @@ class ExpDecayReverb(Effect):
     def apply(self, controls: Controls, audio: Float[Array, " n_samples"]) -> Float[Array, " n_samples"]:
         del controls
         return reverb(audio, self.get_impulse_response())
+
+    def init_stream(self, *, hop_size: int) -> Any:
+        return stream.reverb_init(self.get_impulse_response().shape[0], hop_size=hop_size)
+
+    def stream_apply(
+        self, state: Any, controls: Controls, audio: Float[Array, " k_hop"], *, hop_size: int
+    ) -> tuple[Any, Float[Array, " k_hop"]]:
+        del controls
+        return stream.reverb_block(state, audio, self.get_impulse_response(), hop_size=hop_size)
 
 
 class FilteredNoiseReverb(Effect):
@@ -450,6 +564,15 @@ class FilteredNoiseReverb(Effect):
     def apply(self, controls: Controls, audio: Float[Array, " n_samples"]) -> Float[Array, " n_samples"]:
         del controls
         return reverb(audio, self.get_impulse_response())
+
+    def init_stream(self, *, hop_size: int) -> Any:
+        return stream.reverb_init(self.get_impulse_response().shape[0], hop_size=hop_size)
+
+    def stream_apply(
+        self, state: Any, controls: Controls, audio: Float[Array, " k_hop"], *, hop_size: int
+    ) -> tuple[Any, Float[Array, " k_hop"]]:
+        del controls
+        return stream.reverb_block(state, audio, self.get_impulse_response(), hop_size=hop_size)
 
 
 # The instrument ----------------------------------------------------------------------------------------------------

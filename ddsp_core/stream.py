@@ -60,6 +60,7 @@ __all__ = [
     "gru_block",
     "harmonic_block",
     "harmonic_init",
+    "oscillator_delay_init",
     "reverb_block",
     "reverb_init",
     "sinusoidal_block",
@@ -123,6 +124,11 @@ def _advance(state: OscillatorState, frequency_hz: Array, sample_rate: int, excl
 def _hops_started(state: OscillatorState, n_block_frames: int) -> Array:
     """Which of the block's rendered hops lie after the first frame (the very first hop renders nothing)."""
     return state.n_frames + jnp.arange(n_block_frames) >= 1
+
+
+def _silence_before_start(audio: Array, started: Array) -> Array:
+    """The block's ``(k, hop_size)`` audio as ``(k * hop_size,)``, the hop before the first frame silenced."""
+    return jnp.where(started[:, None], audio, 0.0).reshape(-1)
 
 
 def harmonic_init(n_harmonics: int) -> OscillatorState:
@@ -204,7 +210,7 @@ def harmonic_block(
             sample_rate / 2.0, amp_resample, _TWO_PI * cycles, f0_envelope_hz, amps_start, amps_end
         )  # [k, hop_size]
     new_state = OscillatorState((amps_end[-1], f0_end[-1]), coarse, fine, state.n_frames + f0_end.shape[0])
-    return new_state, audio.reshape(-1)
+    return new_state, _silence_before_start(audio, started)
 
 
 def sinusoidal_init(n_sinusoids: int) -> OscillatorState:
@@ -252,7 +258,7 @@ def sinusoidal_block(
         amplitude_envelopes = remove_above_nyquist(envelopes_hz, amplitude_envelopes, sample_rate)
         audio = jnp.sum(amplitude_envelopes * jnp.sin(_TWO_PI * cycles), axis=-1)  # [k, hop_size]
     new_state = OscillatorState((amps_end[-1], freq_end[-1]), coarse, fine, state.n_frames + freq_end.shape[0])
-    return new_state, audio.reshape(-1)
+    return new_state, _silence_before_start(audio, started)
 
 
 def wavetable_init(n_wavetable: int) -> OscillatorState:
@@ -321,7 +327,7 @@ def wavetable_block(
     new_state = OscillatorState(
         (amp_end[-1], table_end[-1], f0_end[-1]), coarse, fine, state.n_frames + f0_end.shape[0]
     )
-    return new_state, audio.reshape(-1)
+    return new_state, _silence_before_start(audio, started)
 
 
 # Delay line --------------------------------------------------------------------------------------------------------
@@ -594,3 +600,13 @@ def gru_block(
         return new_hidden, new_hidden
 
     return jax.lax.scan(step, jnp.asarray(hidden, input_gates.dtype), input_gates)
+
+
+def oscillator_delay_init(*, hop_size: int, latency_samples: int) -> DelayState:
+    """The delay line that makes an oscillator's block form (one hop behind) trail by ``latency_samples``."""
+    minimum = OSCILLATOR_LATENCY_FRAMES * hop_size
+    if latency_samples < minimum:
+        raise ValueError(
+            f"latency_samples must be at least an oscillator's {minimum} samples (one hop), got {latency_samples}"
+        )
+    return delay_init(latency_samples - minimum)

@@ -101,6 +101,7 @@ def test_sinusoidal_blocks_equal_offline_render_delayed_one_hop(blocking):
     step = functools.partial(stream.sinusoidal_block, sample_rate=SAMPLE_RATE, hop_size=HOP)
     sizes = BLOCKINGS[blocking] + [1]
     streamed = _stream(step, stream.sinusoidal_init(5), sizes, *_with_last_frame_repeated(amplitudes, frequencies_hz))
+    np.testing.assert_array_equal(streamed[:HOP], 0.0)
     assert_close_relative(streamed[HOP:], offline, REL_TOL)
 
 
@@ -115,6 +116,7 @@ def test_wavetable_blocks_equal_offline_render_delayed_one_hop(blocking):
     sizes = BLOCKINGS[blocking] + [1]
     controls = _with_last_frame_repeated(amplitudes, wavetables, f0_hz)
     streamed = _stream(step, stream.wavetable_init(32), sizes, *controls)
+    np.testing.assert_array_equal(streamed[:HOP], 0.0)
     assert_close_relative(streamed[HOP:], offline, REL_TOL)
 
 
