@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from ddsp_core._io import write_text_atomic
+from train import live
 from train.checkpoint import CheckpointError, CheckpointWriteError, parse_choice
 from train.config import Config, ConfigError, apply_overrides, load_config_file, preset
 
@@ -297,6 +298,7 @@ def make_parser() -> argparse.ArgumentParser:
             sub.add_argument("--auto-adjust", action="store_true",
                              help="shift octave and loudness towards the training data's mean pitch and loudness")
         sub.set_defaults(handler=_command_audio)
+    live.add_commands(commands)  # stream, play, export
     return parser
 
 
