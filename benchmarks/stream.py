@@ -15,6 +15,12 @@ median and 99th-percentile block time, the 99th percentile as a share of the blo
 factor (compute time / audio time; below 1 keeps up). The latency budget column is block + synthesis latency
 (one hop) + the features' wait past the block (exact lookahead: 960 samples at hop 64; lowest: 0).
 
+``--quality RUN`` instead measures what the feature lookahead costs in sound: for the first ``--examples`` clips of
+the run's test split it renders each clip offline (``autoencode`` on the dataset's features) and streamed with the
+exact and the lowest lookahead (``train.live.stream_audio``, 128-sample blocks, features computed from the audio
+block by block), and prints the multi-scale spectral distance of each stream to the offline render (and, for scale,
+of the offline render to the input audio).
+
 Single thread: ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` is set before jax is
 imported.
 """
@@ -31,6 +37,7 @@ import logging  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -104,13 +111,48 @@ def runtimes(model, frames: int) -> dict[str, Callable]:
     return {"in-process jit": in_process, "jax.export": exported_call}
 
 
+def quality(run_dir: str, n_examples: int) -> None:
+    """Spectral distance of the exact and lowest-latency streams to the offline render, on the test split."""
+    from ddsp_core.model import autoencode
+    from ddsp_core.spectral import multiscale_spectral_loss
+    from train.cli import dataset_dir
+    from train.data import load_split
+    from train.live import load_model, stream_audio
+
+    config, model, loaded = load_model(run_dir)
+    dataset = Path(config.data.dataset_dir) if config.data.dataset_dir else dataset_dir(config)
+    test = load_split(dataset, "test")
+    count = min(n_examples, len(test["audio"]))
+    render = jax.jit(lambda f0, loudness: autoencode(model, f0, loudness, key=jax.random.key(0)).audio)
+    distances: dict[str, list[float]] = {"offline vs input": [], "exact stream vs offline": [],
+                                         "lowest-latency stream vs offline": []}
+    for index in range(count):
+        audio = test["audio"][index]
+        offline = np.asarray(render(test["f0_hz"][index], test["loudness_db"][index]))
+        distances["offline vs input"].append(float(multiscale_spectral_loss(audio, offline)))
+        for name, lookahead in (("exact stream vs offline", 1024), ("lowest-latency stream vs offline", model.hop_size)):
+            streamed, _ = stream_audio(model, audio, block_samples=128, lookahead_samples=lookahead,
+                                       crepe_model=config.data.crepe_model)
+            distances[name].append(float(multiscale_spectral_loss(offline, streamed)))
+    print(f"# feature lookahead cost: {run_dir} ({loaded.describe()}), {count} test clips, 128-sample blocks")
+    print("| comparison | multi-scale spectral distance (mean over clips) |")
+    print("|---|---|")
+    for name, values in distances.items():
+        print(f"| {name} | {np.mean(values):.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer blocks, block sizes 128 and 1024 only")
     parser.add_argument("--blocks", type=int, default=200, help="timed blocks per row (default 200)")
     parser.add_argument("--models", default="demo,paper", help="comma-separated: demo, paper")
+    parser.add_argument("--quality", metavar="RUN", help="measure the lookahead's cost in sound on RUN's test split")
+    parser.add_argument("--examples", type=int, default=8, help="test clips for --quality (default 8)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.quality:
+        quality(args.quality, args.examples)
+        return
     sizes = (128, 1024) if args.quick else BLOCK_SIZES
     n_blocks = 30 if args.quick else args.blocks
     print(f"# stream step, one CPU thread: {platform.processor() or platform.machine()}, jax {jax.__version__}, "
