@@ -1,4 +1,4 @@
-"""Block-by-block (streaming) forms of the DSP: synthesisers, filtered noise, reverb, delay line and GRU.
+"""Block-by-block (streaming) forms of the DSP: synthesisers, filtered noise, reverb and a delay line.
 
 Each block form is a pure, jit-able step ``state, out = step(state, inputs_for_k_frames, ...)`` over a block of
 ``k >= 1`` whole frames (``k * hop_size`` samples), with everything that crosses a block boundary in an explicit
@@ -22,7 +22,8 @@ Latencies (what the offline render needs from the future, and so what the stream
   Noise is drawn per frame from ``fold_in(key, frame_index)``, exactly as :func:`ddsp_core.noise.filtered_noise`.
 * **Reverb** (:func:`reverb_block`): causal, no latency; a uniformly partitioned convolution (frequency-domain
   delay line, partitions of one hop) equal to :func:`ddsp_core.effects.reverb`.
-* **GRU** (:func:`gru_block`): causal, no latency; the hidden state is carried.
+* The decoder's GRU is causal: :func:`ddsp_core.decoder.gru_over_frames` continues from a carried ``initial``
+  hidden state (see :mod:`ddsp_core.stream_engine`).
 
 Every function works on one example; batch (e.g. polyphonic voices) with ``jax.vmap``.
 
@@ -34,7 +35,6 @@ frequency-domain delay line).
 import math
 from typing import NamedTuple
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,7 +57,6 @@ __all__ = [
     "filtered_noise_block",
     "filtered_noise_init",
     "filtered_noise_lookahead",
-    "gru_block",
     "harmonic_block",
     "harmonic_init",
     "oscillator_delay_init",
@@ -547,59 +546,6 @@ def reverb_block(
         wet = jnp.fft.irfft(wet_spectra, n=2 * hop_size, axis=1)[:, hop_size:].reshape(-1)
         out = audio + wet if add_dry else wet
     return ReverbState(hops[-1], line[line.shape[0] - (n_parts - 1) :]), out
-
-
-# GRU ---------------------------------------------------------------------------------------------------------------
-def gru_block(
-    cell: eqx.nn.GRUCell, hidden: Float[Array, " hidden"], inputs: Float[AnyArray, "k d_in"]
-) -> tuple[Float[Array, " hidden"], Float[Array, "k hidden"]]:
-    """Run a GRU over a block of frames from a carried hidden state; return the new state and every frame's output.
-
-    The maths of ``equinox.nn.GRUCell`` (PyTorch convention, reset gate after the hidden product), with the input
-    projection of all frames done as one matrix product outside the ``lax.scan``::
-
-        r_t = sigmoid(W_ir x_t + b_r + W_hr h_{t-1})
-        u_t = sigmoid(W_iu x_t + b_u + W_hu h_{t-1})
-        n_t = tanh(W_in x_t + b_n + r_t * (W_hn h_{t-1} + b_hn))
-        h_t = n_t + u_t * (h_{t-1} - n_t)
-
-    From ``hidden = 0`` over a whole clip this is the decoder's GRU; over blocks, carrying ``hidden``, it is the
-    same sequence (the GRU is causal).
-
-    Parameters
-    ----------
-    cell : equinox.nn.GRUCell
-        The GRU's parameters.
-    hidden : array, shape (hidden,)
-        Hidden state after the previous frame (zeros before the first).
-    inputs : array, shape (k, d_in)
-        The block's inputs.
-
-    Returns
-    -------
-    hidden : Array, shape (hidden,)
-        State after the block's last frame.
-    outputs : Array, shape (k, hidden)
-        Hidden state after each frame.
-    """
-    input_gates = jnp.asarray(inputs) @ cell.weight_ih.T  # [k, 3 * hidden]
-    bias_n = 0.0
-    if cell.use_bias:
-        input_gates = input_gates + cell.bias
-        bias_n = cell.bias_n
-    weight_hh_t = cell.weight_hh.T  # [hidden, 3 * hidden]
-
-    def step(previous: Array, gates_x: Array) -> tuple[Array, Array]:
-        gates_h = previous @ weight_hh_t  # [3 * hidden]
-        x_r, x_u, x_n = jnp.split(gates_x, 3)
-        h_r, h_u, h_n = jnp.split(gates_h, 3)
-        reset = jax.nn.sigmoid(x_r + h_r)
-        update = jax.nn.sigmoid(x_u + h_u)
-        candidate = jnp.tanh(x_n + reset * (h_n + bias_n))
-        new_hidden = candidate + update * (previous - candidate)
-        return new_hidden, new_hidden
-
-    return jax.lax.scan(step, jnp.asarray(hidden, input_gates.dtype), input_gates)
 
 
 def oscillator_delay_init(*, hop_size: int, latency_samples: int) -> DelayState:

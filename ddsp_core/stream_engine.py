@@ -30,7 +30,7 @@ from jaxtyping import Array, Float, UInt32
 
 from ddsp_core._typing import AnyArray, Key
 from ddsp_core.model import DDSPAutoencoder
-from ddsp_core.stream import gru_block
+from ddsp_core.decoder import gru_over_frames
 
 __all__ = ["StreamState", "check_state", "init_state", "latency_samples", "process_block", "state_spec"]
 
@@ -175,7 +175,7 @@ def process_block(
     f0_hz = jnp.asarray(f0_hz, jnp.float32)
     with jax.named_scope("stream_block"):
         gru_inputs, skip = model.decoder.gru_inputs(f0_hz, loudness_db, z)
-        hidden, hidden_states = gru_block(model.decoder.gru, state.hidden, gru_inputs)  # [k, hidden]
+        hidden_states = gru_over_frames(model.decoder.gru, gru_inputs, initial=state.hidden)  # [k, hidden]
         controls = instrument.get_controls(model.decoder.outputs(hidden_states, skip), f0_hz)
         key = jax.random.wrap_key_data(state.key_data)
         source_states, mix = [], jnp.zeros((n_frames * hop_size,), jnp.float32)
@@ -189,4 +189,4 @@ def process_block(
         for index, effect in enumerate(instrument.effects):
             effect_state, mix = effect.stream_apply(state.effects[index], controls[effect.name], mix, hop_size=hop_size)
             effect_states.append(effect_state)
-    return StreamState(hidden, tuple(source_states), tuple(effect_states), state.key_data), mix
+    return StreamState(hidden_states[-1], tuple(source_states), tuple(effect_states), state.key_data), mix

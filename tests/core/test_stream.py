@@ -2,14 +2,11 @@
 
 import functools
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from ddsp_core import stream
-from ddsp_core.decoder import _gru_over_frames
 from ddsp_core.effects import reverb
 from ddsp_core.noise import filtered_noise
 from ddsp_core.synths import harmonic_synthesis, sinusoidal_synthesis, wavetable_synthesis
@@ -169,17 +166,3 @@ def test_delay_line_delays_across_blocks():
         state, out = stream.delay_block(state, block)
         outputs.append(np.asarray(out))
     np.testing.assert_array_equal(np.concatenate(outputs), np.concatenate([np.zeros(7), audio[:-7]]))
-
-
-@pytest.mark.parametrize("blocking", list(BLOCKINGS))
-def test_gru_blocks_carrying_hidden_state_equal_whole_sequence(blocking):
-    cell = eqx.nn.GRUCell(6, 16, key=jax.random.key(0))
-    inputs = np.random.default_rng(5).normal(0.0, 1.0, (N_FRAMES, 6)).astype(np.float32)
-    offline = _gru_over_frames(cell, jnp.asarray(inputs), unroll=1)
-    step = functools.partial(stream.gru_block, cell)
-    hidden, outputs = jnp.zeros(16), []
-    for (block,) in _blocks(BLOCKINGS[blocking], inputs):
-        hidden, out = jax.jit(step)(hidden, block)
-        outputs.append(np.asarray(out))
-    assert_close_relative(np.concatenate(outputs), offline, REL_TOL)
-    np.testing.assert_allclose(hidden, offline[-1], rtol=0, atol=1e-6)
