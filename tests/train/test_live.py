@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +15,7 @@ import soundfile
 
 from ddsp_core import processors, stream_engine
 from ddsp_core.crepe import estimate_f0, load_crepe_params
-from ddsp_core.decoder import gru_over_frames, scale_decoder_inputs
+from ddsp_core.decoder import DDSPDecoder, scale_decoder_inputs
 from ddsp_core.model import DDSPAutoencoder
 from tests.train.test_midi import write_midi
 from train import live, midi
@@ -145,21 +144,16 @@ def test_play_refuses_a_midi_file_without_notes(trained_run, tmp_path, capsys):
 
 
 # The MIDI player's sound, with a model whose behaviour is known: amplitude follows loudness ----------------------
-class LoudnessFollower(eqx.Module):
+class LoudnessFollower(DDSPDecoder):
     """A stand-in for a trained decoder: harmonic amplitude ``exp_sigmoid(20 (loudness / 80 + 1 - 0.6))`` (silent
     below about -40 dB, loud above -20 dB), flat harmonic distribution, constant noise magnitudes."""
 
-    gru: eqx.nn.GRUCell
-    output_splits: tuple = eqx.field(static=True)
-    z_dims: int = eqx.field(static=True)
-
     def __init__(self, instrument):
-        self.gru = eqx.nn.GRUCell(2, 2, key=jax.random.key(0))
-        self.output_splits = tuple(instrument.control_sizes().items())
-        self.z_dims = 0
+        super().__init__(output_sizes=instrument.control_sizes(), hidden_size=2, n_mlp_layers=1,
+                         key=jax.random.key(0))
 
     def gru_inputs(self, f0_hz, loudness_db, z=None):
-        features = scale_decoder_inputs(f0_hz, loudness_db)
+        features = scale_decoder_inputs(f0_hz, loudness_db)  # [n_frames, 2]
         return jnp.zeros_like(features), features
 
     def outputs(self, hidden_states, skip):
@@ -167,10 +161,6 @@ class LoudnessFollower(eqx.Module):
         raw = {name: jnp.zeros((n_frames, size)) for name, size in self.output_splits}
         raw["harmonic/amplitude"] = 20.0 * (skip[:, 1:2] - 0.6)
         return raw
-
-    def __call__(self, f0_hz, loudness_db, z=None):
-        x, skip = self.gru_inputs(f0_hz, loudness_db, z)
-        return self.outputs(gru_over_frames(self.gru, x), skip)
 
 
 @pytest.fixture(scope="module")
