@@ -37,7 +37,6 @@ import logging  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -120,8 +119,7 @@ def quality(run_dir: str, n_examples: int) -> None:
     from train.live import load_model, stream_audio
 
     config, model, loaded = load_model(run_dir)
-    dataset = Path(config.data.dataset_dir) if config.data.dataset_dir else dataset_dir(config)
-    test = load_split(dataset, "test")
+    test = load_split(dataset_dir(config), "test")
     count = min(n_examples, len(test["audio"]))
     render = jax.jit(lambda f0, loudness: autoencode(model, f0, loudness, key=jax.random.key(0)).audio)
     distances: dict[str, list[float]] = {"offline vs input": [], "exact stream vs offline": [],

@@ -208,7 +208,7 @@ def run_envelopes(run_dir: Path, config: Any):
     path = Path(run_dir) / midi.ENVELOPES_NAME
     if path.is_file():
         return midi.load_envelopes(path)
-    dataset = Path(config.data.dataset_dir) if config.data.dataset_dir else dataset_dir(config)
+    dataset = dataset_dir(config)
     if not dataset.exists():
         raise FileNotFoundError(f"playing MIDI needs the run's note envelopes ({path}) or its training data "
                                 f"({dataset}) to make them; prepare the data first")
@@ -271,11 +271,8 @@ def voice_key(seed: int, pitch: Any, start_frame: Any) -> Any:
 
 # Export ------------------------------------------------------------------------------------------------------------
 def config_hash(config: Any) -> str:
-    """SHA-256 of the run's config (its JSON form, keys sorted)."""
-    import dataclasses
-
-    text = json.dumps(dataclasses.asdict(config), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    """SHA-256 of the run's config in its TOML form (what the run stores as ``config.toml``)."""
+    return hashlib.sha256(config.to_toml().encode()).hexdigest()
 
 
 def export_run(run_dir: Path, out_dir: Path, *, block_samples: int = DEFAULT_BLOCK_SAMPLES,
