@@ -148,7 +148,7 @@ def harmonic_init(n_harmonics: int) -> OscillatorState:
 
 def harmonic_block(
     state: OscillatorState,
-    amplitudes: Float[AnyArray, " k"],
+    amplitude: Float[AnyArray, " k"],
     harmonic_distribution: Float[AnyArray, "k n_harmonics"],
     f0_hz: Float[AnyArray, " k"],
     *,
@@ -167,7 +167,7 @@ def harmonic_block(
     ----------
     state : OscillatorState
         From :func:`harmonic_init` or the previous call.
-    amplitudes : array, shape (k,)
+    amplitude : array, shape (k,)
         Overall linear amplitude per frame.
     harmonic_distribution : array, shape (k, n_harmonics)
         Relative harmonic amplitudes per frame (used as given, as in ``harmonic_synthesis``).
@@ -197,7 +197,7 @@ def harmonic_block(
     """
     previous_amplitudes, previous_f0_hz = state.controls
     distribution = jnp.asarray(harmonic_distribution, jnp.float32)
-    harmonic_amplitudes = jnp.asarray(amplitudes, jnp.float32)[:, None] * distribution  # [k, n_harmonics]
+    harmonic_amplitudes = jnp.asarray(amplitude, jnp.float32)[:, None] * distribution  # [k, n_harmonics]
     amps_start, amps_end = _with_previous(previous_amplitudes, harmonic_amplitudes)  # [k, n_harmonics] each
     f0_start, f0_end = _with_previous(previous_f0_hz, f0_hz)  # [k] each
     started = _hops_started(state, f0_start.shape[0])
@@ -268,7 +268,7 @@ def wavetable_init(n_wavetable: int) -> OscillatorState:
 
 def wavetable_block(
     state: OscillatorState,
-    amplitudes: Float[AnyArray, " k"],
+    amplitude: Float[AnyArray, " k"],
     wavetables: Float[AnyArray, "k n_wavetable"],
     f0_hz: Float[AnyArray, " k"],
     *,
@@ -282,7 +282,7 @@ def wavetable_block(
     ----------
     state : OscillatorState
         From :func:`wavetable_init` or the previous call.
-    amplitudes : array, shape (k,)
+    amplitude : array, shape (k,)
         Linear amplitude per frame.
     wavetables : array, shape (k, n_wavetable)
         One period of the waveform per frame.
@@ -299,7 +299,7 @@ def wavetable_block(
     w_start, w_end = _crossfade_weights(hop_size, "window")
     time_lerp = np.arange(hop_size, dtype=np.float32) * np.float32(1.0 / hop_size)
     previous_amplitude, previous_table, previous_f0_hz = state.controls
-    amp_start, amp_end = _with_previous(previous_amplitude, amplitudes)  # [k]
+    amp_start, amp_end = _with_previous(previous_amplitude, amplitude)  # [k]
     table_start, table_end = _with_previous(previous_table, wavetables)  # [k, n_wavetable]
     f0_start, f0_end = _with_previous(previous_f0_hz, f0_hz)
     started = _hops_started(state, f0_start.shape[0])

@@ -159,9 +159,14 @@ def process_block(
 
     Examples
     --------
-    >>> state = init_state(model, key=jax.random.key(0))
+    >>> from ddsp_core.model import build_autoencoder
+    >>> model = build_autoencoder([{"type": "harmonic", "n_harmonics": 8}], hidden_size=8, n_mlp_layers=1,
+    ...                           key=jax.random.key(0))
+    >>> state = init_state(model, key=jax.random.key(1))
     >>> step = jax.jit(process_block)
-    >>> state, audio = step(model, state, jnp.full(2, 440.0), jnp.full(2, -30.0))  # 2 frames -> 128 samples
+    >>> state, audio = step(model, state, jnp.full(2, 440.0), jnp.full(2, -30.0))  # 2 frames of hop 64
+    >>> audio.shape
+    (128,)
     """
     n_frames = jnp.shape(f0_hz)[0]
     if n_frames < 1 or jnp.shape(loudness_db) != (n_frames,):
