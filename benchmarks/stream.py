@@ -102,9 +102,10 @@ def runtimes(model, frames: int) -> dict[str, Callable]:
         return jax.tree_util.tree_leaves(new_state), audio
 
     exported = export.deserialize(stream_export.export_step(model, block_frames=frames, key=key).serialize())
+    call = jax.jit(exported.call)  # as ddsp_player.py calls it
 
     def exported_call(state, f0_hz, loudness_db):
-        outputs = exported.call(*state, f0_hz, loudness_db)
+        outputs = call(*state, f0_hz, loudness_db)
         return list(outputs[:-1]), outputs[-1]
 
     return {"in-process jit": in_process, "jax.export": exported_call}

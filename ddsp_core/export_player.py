@@ -40,7 +40,8 @@ class ExportedInstrument:
         if not manifest_path.is_file():
             raise FileNotFoundError(f"{manifest_path} does not exist; expected an export folder")
         self.manifest = json.loads(manifest_path.read_text())
-        self._exported = export.deserialize(bytearray((folder / self.manifest["jax_export"]).read_bytes()))
+        exported = export.deserialize(bytearray((folder / self.manifest["jax_export"]).read_bytes()))
+        self._call = jax.jit(exported.call)  # compiled once, then each block is one dispatch
         with np.load(folder / self.manifest["initial_state"], allow_pickle=False) as arrays:
             self._initial = [arrays[entry["name"]] for entry in self.manifest["state"]]
         self.block_frames = int(self.manifest["block_frames"])
@@ -73,7 +74,5 @@ class ExportedInstrument:
     ) -> tuple[list[jax.Array], jax.Array]:
         """One block: ``(state, f0_hz[block_frames], loudness_db[block_frames]) -> (state, audio[block_samples])``."""
         self._check(state, f0_hz, loudness_db)
-        outputs = self._exported.call(
-            *state, np.asarray(f0_hz, np.float32), np.asarray(loudness_db, np.float32)
-        )
+        outputs = self._call(*state, np.asarray(f0_hz, np.float32), np.asarray(loudness_db, np.float32))
         return list(outputs[:-1]), outputs[-1]
