@@ -83,7 +83,8 @@ def worker_prepare(out_dir: Path, n_notes: int) -> dict:
     started = time.perf_counter()
     _build.build_sharded(
         out_dir, {"train": lambda skip: _note_chunks(n_notes, skip), "validation": nothing, "test": nothing},
-        build={"source": "benchmark", "notes": n_notes}, manifest=_build.describe(64000, config, details={}, skipped=[]),
+        build={"source": "benchmark", "notes": n_notes},
+        manifest=_build.describe(64000, config, details={}, skipped=[]),
         feature_config=config, cache_dir=None, progress=False,
     )
     seconds = time.perf_counter() - started
@@ -150,18 +151,20 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(out_dir)
 
-    print(f"{'dataset':>8} {'notes':>7} {'on disk':>8} | {'prepare':>8} {'notes/s':>8} {'peak RSS':>9} {'after imports':>13}"
-          f" | {'loader peak RSS (threads ' + ','.join(map(str, args.workers)) + ')':>34}")
+    threads = ",".join(map(str, args.workers))
+    print(f"{'dataset':>8} {'notes':>7} {'on disk':>8} | {'prepare':>8} {'notes/s':>8} {'peak RSS':>9} "
+          f"{'after imports':>13} | {'loader peak RSS (threads ' + threads + ')':>34}")
     for size_gb, n_notes, on_disk, prepared, loads in rows:
         peaks = ", ".join(f"{loads[w]['peak_mb']:.0f}" for w in args.workers)
-        print(f"{size_gb:>6g}GB {n_notes:>7} {on_disk:>6.2f}GB | {prepared['seconds']:>7.0f}s {prepared['notes_per_s']:>8.1f} "
-              f"{prepared['peak_mb']:>7.0f}MB {prepared['baseline_mb']:>11.0f}MB | {peaks:>31} MB")
+        print(f"{size_gb:>5g}GiB {n_notes:>7} {on_disk:>5.2f}GiB | {prepared['seconds']:>7.0f}s "
+              f"{prepared['notes_per_s']:>8.1f} {prepared['peak_mb']:>7.0f}MB {prepared['baseline_mb']:>11.0f}MB | "
+              f"{peaks:>31} MB")
     print()
     print(f"loader, batch {args.batch_size}, fields {', '.join(FIELDS)} (4 s examples), {args.seconds:g} s per run")
     print(f"{'dataset':>8} {'threads':>8} {'examples/s':>11} {'MB/s':>8} {'peak RSS':>9} {'after open':>11}")
     for size_gb, _, _, _, loads in rows:
         for workers, load in loads.items():
-            print(f"{size_gb:>6g}GB {workers:>8} {load['examples_per_s']:>11.0f} {load['mb_per_s']:>8.0f} "
+            print(f"{size_gb:>5g}GiB {workers:>8} {load['examples_per_s']:>11.0f} {load['mb_per_s']:>8.0f} "
                   f"{load['peak_mb']:>7.0f}MB {load['baseline_mb']:>9.0f}MB")
 
 

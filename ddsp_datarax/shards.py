@@ -300,7 +300,9 @@ def check_batching(n_examples: int, batch_size: int, *, shard_index: int = 0, sh
         holds fewer examples than one global batch (``batch_size * shard_count``).
     """
     if shard_count < 1 or not 0 <= shard_index < shard_count:
-        raise ValueError(f"need shard_count >= 1 and 0 <= shard_index < shard_count, got {shard_index=}, {shard_count=}")
+        raise ValueError(
+            f"need shard_count >= 1 and 0 <= shard_index < shard_count, got {shard_index=}, {shard_count=}"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if batch_size * shard_count > n_examples:

@@ -57,7 +57,7 @@ def test_unshuffled_source_serves_the_stored_order():
 
 
 def test_bad_batch_and_shard_settings_are_rejected(prepared):
-    with pytest.raises(ValueError, match="holds 10 examples, fewer than one global batch of batch_size \\* shard_count = 6 \\* 2 = 12"):
+    with pytest.raises(ValueError, match=r"holds 10 examples, fewer than one global batch of .* = 6 \* 2 = 12"):
         build_pipeline(prepared, "train", batch_size=6, seed=0, shard_index=0, shard_count=2)
     with pytest.raises(ValueError, match="shard_index < shard_count"):
         PreparedSourceConfig(shard_index=2, shard_count=2)

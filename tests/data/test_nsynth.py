@@ -1,5 +1,7 @@
 """Tests for train/data/nsynth.py: NSynth through tfds mock data and through raw TFRecords in NSynth's schema."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -173,3 +175,23 @@ def test_an_interrupted_build_resumes_from_its_last_complete_shard_and_ends_byte
     assert written == [("train", 0), ("train", 1), ("train", 2), ("train", 3), ("validation", 0), ("test", 0)]
     assert folder_bytes(resumed) == folder_bytes(straight)
     assert [s["count"] for s in load_manifest(resumed)["splits"]["train"]["shards"]] == [2, 2, 2, 1]
+
+
+def test_the_nsynth_preset_prepares_and_trains_end_to_end_on_a_mock_with_many_shards(tmp_path):
+    from train.cli import main
+
+    dataset, run_dir = tmp_path / "nsynth", tmp_path / "run"
+    budget = ["train.batch_size=2", "train.n_steps=2", "train.eval_examples=2", "train.crop_samples=8000",
+              "train.checkpoint_every=2", "train.log_every=1"]
+    with _mock(5):  # 5 notes per split in shards of 2: 9 shards
+        prepare_nsynth("gansynth_subset.f0_and_loudness", dataset, shard_size=2, progress=False)
+        arguments = ["fit", "--preset", "nsynth", "--set", f"data.dataset_dir={dataset}", "--set", f"run_dir={run_dir}"]
+        assert main([*arguments, *[item for override in budget for item in ("--set", override)]]) == 0
+    manifest = load_manifest(dataset)
+    assert {split: [s["count"] for s in manifest["splits"][split]["shards"]] for split in SPLITS} == {
+        split: [2, 2, 1] for split in SPLITS}
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2]
+    assert all(np.isfinite(r["loss"]) for r in records)
+    assert json.loads((run_dir / "config.json").read_text())["model"]["n_harmonics"] == 100  # the paper's model
+    assert (run_dir / "checkpoints" / "2").is_dir()

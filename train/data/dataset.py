@@ -363,7 +363,8 @@ def write_prepared(
     for split in SPLITS:
         arrays, n_examples = splits[split], len(splits[split]["audio"])
         shards[split] = [
-            write_shard(dataset_dir, split, index, {key: arrays[key][start : start + shard_size] for key in ARRAY_FIELDS},
+            write_shard(dataset_dir, split, index,
+                        {key: arrays[key][start : start + shard_size] for key in ARRAY_FIELDS},
                         build=build, hop_size=hop_size)
             for index, start in enumerate(range(0, n_examples, shard_size))
         ]
