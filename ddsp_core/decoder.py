@@ -30,6 +30,7 @@ from jaxtyping import Array, Float
 from ddsp_core._checks import check_positive_int
 from ddsp_core._typing import AnyArray, Key
 from ddsp_core.core import hz_to_midi, upsample_linear
+from ddsp_core.gru import gru_input_gates, gru_recurrence, linear_then_gru_input_gates
 from ddsp_core.spectral import mfcc
 
 __all__ = [
@@ -127,27 +128,8 @@ def gru_over_frames(
     Float[Array, "n_frames hidden"]
         The hidden state after each frame; the last row is the state to carry on.
     """
-    input_gates = inputs @ cell.weight_ih.T  # [n_frames, 3 * hidden]
-    bias_n = 0.0
-    if cell.use_bias:
-        input_gates = input_gates + cell.bias
-        bias_n = cell.bias_n
-    weight_hh_t = cell.weight_hh.T  # [hidden, 3 * hidden]
-
-    def step(hidden: Array, gates_x: Array) -> tuple[Array, Array]:
-        gates_h = hidden @ weight_hh_t  # [3 * hidden]
-        x_r, x_u, x_n = jnp.split(gates_x, 3)
-        h_r, h_u, h_n = jnp.split(gates_h, 3)
-        reset = jax.nn.sigmoid(x_r + h_r)
-        update = jax.nn.sigmoid(x_u + h_u)
-        candidate = jnp.tanh(x_n + reset * (h_n + bias_n))
-        new_hidden = candidate + update * (hidden - candidate)
-        return new_hidden, new_hidden
-
-    if initial is None:
-        initial = jnp.zeros((cell.hidden_size,), dtype=input_gates.dtype)
-    _, hidden_states = jax.lax.scan(step, initial, input_gates, unroll=unroll)
-    return hidden_states  # [n_frames, hidden]
+    gates = gru_input_gates(cell, inputs)  # [n_frames, 3 * hidden]
+    return gru_recurrence(cell, gates, unroll=unroll, initial=initial)  # [n_frames, hidden]
 
 
 class _DenseBlock(eqx.Module):
@@ -219,6 +201,12 @@ class _Decoder(eqx.Module):
     def outputs(self, hidden_states: Array, skip: Array) -> dict[str, Array]:
         """GRU hidden states and skip features -> named raw outputs."""
 
+    def gru_gates(self, f0_hz, loudness_db, z=None) -> tuple[Array, Array]:
+        """``(GRU input gates, skip features)`` per frame: ``gru_inputs`` through the GRU's input projection
+        (``ddsp_core.gru.gru_input_gates``), all frames in one product."""
+        x, skip = self.gru_inputs(f0_hz, loudness_db, z)
+        return gru_input_gates(self.gru, x), skip
+
     def __call__(
         self,
         f0_hz: Float[AnyArray, " n_frames"],
@@ -242,9 +230,9 @@ class _Decoder(eqx.Module):
             ``name -> (n_frames, size)`` for every entry of ``output_sizes``.
         """
         with jax.named_scope("ddsp_decoder"):
-            x, skip = self.gru_inputs(f0_hz, loudness_db, z)
+            gates, skip = self.gru_gates(f0_hz, loudness_db, z)  # [n_frames, 3 * hidden], [n_frames, s]
             with jax.named_scope("gru"):
-                hidden_states = gru_over_frames(self.gru, x, unroll=self.scan_unroll)  # [n_frames, hidden]
+                hidden_states = gru_recurrence(self.gru, gates, unroll=self.scan_unroll)  # [n_frames, hidden]
             return self.outputs(hidden_states, skip)
 
 
@@ -333,12 +321,28 @@ class DDSPDecoder(_Decoder):
         z: Float[AnyArray, "n_frames z_dims"] | None = None,
     ) -> tuple[Float[Array, "n_frames hidden"], Float[Array, "n_frames 0"]]:
         """The per-frame part before the GRU: ``(GRU inputs, skip features)`` (no skip here: width 0)."""
+        x = _linear_over_frames(self.input_layer, self._features(f0_hz, loudness_db, z))  # [n_frames, hidden]
+        return x, x[:, :0]
+
+    def _features(self, f0_hz: AnyArray, loudness_db: AnyArray, z: AnyArray | None) -> Array:
         _check_z(z, self.z_dims)
         features = scale_decoder_inputs(f0_hz, loudness_db)  # [n_frames, 2]
         if z is not None:
             features = jnp.concatenate([features, jnp.asarray(z)], axis=-1)  # [n_frames, 2 + z_dims]
-        x = _linear_over_frames(self.input_layer, features)  # [n_frames, hidden]
-        return x, x[:, :0]
+        return features
+
+    def gru_gates(
+        self,
+        f0_hz: Float[AnyArray, " n_frames"],
+        loudness_db: Float[AnyArray, " n_frames"],
+        z: Float[AnyArray, "n_frames z_dims"] | None = None,
+    ) -> tuple[Float[Array, "n_frames three_hidden"], Float[Array, "n_frames 0"]]:
+        """``gru_inputs`` and the GRU's input projection in one: both are linear, so their weights fold into one
+        ``(2 + z_dims) x 3 hidden`` product per frame instead of a ``hidden x 3 hidden`` one
+        (``ddsp_core.gru.linear_then_gru_input_gates``; equal up to float rounding)."""
+        features = self._features(f0_hz, loudness_db, z)  # [n_frames, 2 + z_dims]
+        gates = linear_then_gru_input_gates(self.input_layer, self.gru, features)  # [n_frames, 3 * hidden]
+        return gates, gates[:, :0]
 
     def outputs(
         self, hidden_states: Float[Array, "n_frames hidden"], skip: Float[Array, "n_frames s"]
