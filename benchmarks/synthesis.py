@@ -15,9 +15,7 @@ Blocks (the seed configuration: 4 s at 16 kHz, 250 frames/s):
 - reverb: ``ddsp_core.effects.reverb``, 16000-tap impulse response;
 - spectral loss: ``ddsp_core.spectral.multiscale_spectral_loss``, FFT sizes 2048..64 (skipped if not available).
 
-The last column quotes magenta/ddsp on TensorFlow on a 2-core machine, batch 8 x 4 s (from the project's issue 2),
-for the batch-8 rows of a full-length run; those numbers were not measured here, and they are only comparable
-when this script runs on similar hardware.
+Magenta's timings, measured in the same run on the same inputs, come from ``benchmarks/versus_magenta.py``.
 """
 
 import argparse
@@ -53,17 +51,6 @@ N_HARMONICS = 100
 N_BANDS = 65
 IR_LENGTH = 16000
 
-MAGENTA_TF_2CORE_MS = {
-    ("harmonic", "fwd"): 956.0,
-    ("harmonic", "fwd+bwd"): 2260.0,
-    ("filtered noise", "fwd"): 22.0,
-    ("reverb", "fwd"): 19.0,
-    ("spectral loss", "fwd"): 84.0,
-    ("spectral loss", "fwd+bwd"): 144.0,
-}
-"""Peer numbers quoted by issue 2: magenta ddsp on TensorFlow, 2 CPU cores, batch 8 x 4 s, ms per call."""
-MAGENTA_REFERENCE_BATCH = 8
-MAGENTA_REFERENCE_SECONDS = 4.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,18 +193,15 @@ def run(batches: Sequence[int], repeats: int, audio_seconds: float, baseline_max
     return rows
 
 
-def format_table(rows: Sequence[Row], *, full_length: bool) -> str:
-    """A plain-text table, grouped by block (in measuring order) and pass, with the magenta reference where it
-    applies (batch-8 rows of a 4 s run)."""
-    header = f"{'block':<26} {'pass':<8} {'batch':>5} {'ms/call':>10} {'x real time':>12} {'magenta TF ms':>14}"
+def format_table(rows: Sequence[Row]) -> str:
+    """A plain-text table, grouped by block (in measuring order) and pass."""
+    header = f"{'block':<26} {'pass':<8} {'batch':>5} {'ms/call':>10} {'x real time':>12}"
     lines = [header, "-" * len(header)]
     block_order = {block: i for i, block in reversed(list(enumerate(row.block for row in rows)))}
     for row in sorted(rows, key=lambda r: (block_order[r.block], r.mode, r.batch)):
-        reference = MAGENTA_TF_2CORE_MS.get((row.block, row.mode))
-        show_reference = full_length and row.batch == MAGENTA_REFERENCE_BATCH and reference is not None
         lines.append(
             f"{row.block:<26} {row.mode:<8} {row.batch:>5} {row.seconds_per_call * 1e3:>10.2f} "
-            f"{row.real_time_factor:>12.1f} {f'{reference:.0f}' if show_reference else '':>14}"
+            f"{row.real_time_factor:>12.1f}"
         )
     return "\n".join(lines)
 
@@ -265,24 +249,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parse_args(argv)
     baseline_max_batch = max(args.batch) if args.baseline_max_batch is None else args.baseline_max_batch
     rows = run(args.batch, args.repeats, args.seconds, baseline_max_batch)
-    full_length = args.seconds == MAGENTA_REFERENCE_SECONDS
     print(
         f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.devices()[0].device_kind}), "
         f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; "
         f"{args.seconds:g} s at {SAMPLE_RATE} Hz per example, median of {args.repeats} calls"
     )
-    print(format_table(rows, full_length=full_length))
+    print(format_table(rows))
     print(
         "harmonic vs harmonic, oscillator bank: max |difference| / peak = "
         f"{harmonic_agreement(args.seconds):.1e} (float32 phase drift of the single cumsum)"
     )
     if multiscale_spectral_loss is None:
         print("spectral loss: skipped, ddsp_core.spectral.multiscale_spectral_loss is not available.")
-    if full_length:
-        print(
-            f"magenta TF ms: magenta/ddsp on TensorFlow, 2 CPU cores, batch {MAGENTA_REFERENCE_BATCH} x 4 s, "
-            "quoted by issue 2 (not measured here)."
-        )
 
 
 if __name__ == "__main__":

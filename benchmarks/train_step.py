@@ -15,6 +15,7 @@ Prints one table: path, GRU unroll, ms per step (median of ``--steps`` timed cal
 """
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -23,10 +24,13 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.sharding import Mesh
 
 from ddsp_core.decoder import gru_over_frames
 from ddsp_core.model import build_autoencoder, reconstruction_loss
+from train import parallel
 from train.config import DEFAULT_PROCESSORS as PAPER_PROCESSORS
 
 
@@ -43,15 +47,21 @@ def _time_calls(fn: Callable[[], object], steps: int) -> tuple[float, float]:
     return first, statistics.median(times)
 
 
-def _make_step(loss_of: Callable, params: object, batch: tuple[jax.Array, ...]) -> Callable[[], object]:
+def _make_step(
+    loss_of: Callable, params: object, batch: tuple[jax.Array, ...], mesh: Mesh
+) -> Callable[[], object]:
     """A jitted clip(3.0) + Adam(3e-4) step over the inexact leaves of ``params``, and a closure that calls it.
 
     The batch is an ARGUMENT of the jitted step: closed-over arrays would become compile-time constants, and XLA
-    would constant-fold the f0-dependent phase accumulation (slow to compile and not what training runs).
+    would constant-fold the f0-dependent phase accumulation (slow to compile and not what training runs). It is
+    split over the mesh's devices along the batch axis, the parameters and optimiser state are replicated (as
+    ``train.fit`` places them).
     """
     trainable, static = eqx.partition(params, eqx.is_inexact_array)
     optimizer = optax.chain(optax.clip_by_global_norm(3.0), optax.adam(3e-4))
-    opt_state = optimizer.init(trainable)
+    trainable = jax.device_put(trainable, parallel.replicated(mesh))
+    opt_state = jax.device_put(optimizer.init(trainable), parallel.replicated(mesh))
+    batch = jax.device_put(batch, parallel.batch_sharding(mesh))
 
     @jax.jit
     def step(trainable, opt_state, key, batch):
@@ -89,7 +99,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unroll", type=int, nargs="+", default=[1, 8], help="GRU lax.scan unroll values to time")
     parser.add_argument("--paths", nargs="*", default=["pure", "datarax"], choices=["pure", "datarax"], help="none: GRU only")
     parser.add_argument("--skip-gru", action="store_true", help="do not time the GRU alone")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="split the batch over this many devices (data parallel, as training does); on a CPU-only machine the "
+        "CPU is presented as this many devices (default: the CPU cores, as `python -m train` does; 1: no split)",
+    )
     args = parser.parse_args(argv)
+    devices = parallel.use_cpu_cores_as_devices(args.devices)
+    mesh = Mesh(np.array(jax.devices()[:devices]), (parallel.DATA_AXIS,))
+    parallel.check_batch_size(args.batch, mesh)
 
     sample_rate, hop_size = 16000, 64
     n_frames = int(args.seconds * sample_rate) // hop_size
@@ -100,7 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     audio = jax.random.uniform(key_audio, (args.batch, n_samples), minval=-0.5, maxval=0.5)
     batch = (audio, f0_hz, loudness_db)
 
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {platform.processor() or platform.machine()}")
+    print(
+        f"device: {devices} x {jax.devices()[0].device_kind} ({jax.default_backend()}), "
+        f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
+    )
     print(
         f"batch {args.batch} x {n_samples} samples ({n_frames} frames), 100 harmonics, 65 noise bands, IR 16000, "
         f"float32, {args.steps} timed steps after warm-up"
@@ -119,14 +142,14 @@ def main(argv: list[str] | None = None) -> None:
             rows.extend(_time_gru_only(decoder.gru, gru_inputs, unroll, args.steps))
         for path in args.paths:
             if path == "pure":
-                run = _make_step(lambda m, b, k: reconstruction_loss(m, *b, key=k), model, batch)
+                run = _make_step(lambda m, b, k: reconstruction_loss(m, *b, key=k), model, batch, mesh)
             else:
                 from flax import nnx  # the datarax path only, so the pure path runs where datarax is not installed
 
                 from ddsp_datarax.pipeline import make_datarax_loss
 
                 loss_fn, params = make_datarax_loss(model, rngs=nnx.Rngs(0))
-                run = _make_step(lambda p, b, k: loss_fn(p, *b, key=k), params, batch)
+                run = _make_step(lambda p, b, k: loss_fn(p, *b, key=k), params, batch, mesh)
             compile_s, ms = _time_calls(run, args.steps)
             rows.append((f"train step, {path} path", unroll, ms, compile_s))
             print(f"  ... {rows[-1][0]}, unroll {unroll}: {ms:.1f} ms", flush=True)

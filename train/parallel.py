@@ -125,6 +125,48 @@ def is_writer() -> bool:
     return jax.process_index() == 0
 
 
+def _cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def use_cpu_cores_as_devices(count: int | None = None) -> int:
+    """Present the CPU to JAX as ``count`` devices (default: one per core), so data parallelism uses every core.
+
+    XLA runs some operations (FFTs, the GRU's small per-step products) on one core; with the batch split over one
+    CPU device per core, each core runs its own part of the step. It only changes the CPU backend: on a machine
+    with an accelerator, JAX's default devices stay the accelerators. Call it before any JAX operation. It leaves
+    the device count alone when JAX has already started, or when ``XLA_FLAGS`` sets
+    ``--xla_force_host_platform_device_count`` (the user's choice wins).
+
+    Parameters
+    ----------
+    count : int or None
+        CPU devices wanted, >= 1; ``None`` means one per available core.
+
+    Returns
+    -------
+    int
+        How many devices of the default backend to use: ``count`` (or all) of them, at most as many as exist.
+
+    Raises
+    ------
+    ValueError
+        If ``count`` is below 1.
+    """
+    if count is not None and count < 1:
+        raise ValueError(f"the number of devices must be at least 1, got {count}")
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        try:
+            jax.config.update("jax_num_cpu_devices", _cpu_cores() if count is None else count)
+        except RuntimeError:  # JAX has started: its devices are fixed for this process
+            logger.info("JAX has already started; keeping its %d devices", len(jax.devices()))
+    available = len(jax.devices())
+    return available if count is None else min(count, available)
+
+
 def data_mesh() -> Mesh:
     """A one-axis mesh (``"data"``) over every device of every process."""
     return Mesh(np.array(jax.devices()), (DATA_AXIS,))

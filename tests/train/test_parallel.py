@@ -7,6 +7,7 @@ of one process followed by a restart of both must end bit-identical to an uninte
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from tests.train._run import REPO, final_params
+from train import parallel
 from train.data import SPLITS, load_manifest, load_split
 from train.data.dataset import write_prepared
 
@@ -161,3 +163,42 @@ def test_bad_cluster_variables_are_refused_before_jax_starts(monkeypatch, variab
         monkeypatch.setenv(name, value)
     with pytest.raises(DistributedError, match=message):
         initialize_distributed()
+
+
+# Presenting the CPU cores as devices -----------------------------------------------------------------------------
+_SCRIPT = (
+    "import json\n"
+    "from train import parallel\n"
+    "used = parallel.use_cpu_cores_as_devices({count})\n"
+    "import jax\n"
+    "print(json.dumps([used, len(jax.devices('cpu'))]))\n"
+)
+
+
+def _devices_in_fresh_process(count: int | None, xla_flags: str) -> list[int]:
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": xla_flags}
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRIPT.format(count=count)], capture_output=True, text=True, env=environment,
+        timeout=300, cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_cpu_is_split_into_the_requested_devices_unless_xla_flags_already_chose():
+    assert _devices_in_fresh_process(3, "") == [3, 3]
+    # The user's --xla_force_host_platform_device_count wins; the request is capped at what exists.
+    assert _devices_in_fresh_process(3, "--xla_force_host_platform_device_count=2") == [2, 2]
+
+
+def test_after_jax_started_the_devices_are_kept():
+    import jax
+
+    existing = len(jax.devices())
+    assert parallel.use_cpu_cores_as_devices(None) == existing
+    assert len(jax.devices()) == existing
+
+
+def test_device_count_below_one_is_refused():
+    with pytest.raises(ValueError, match="at least 1"):
+        parallel.use_cpu_cores_as_devices(0)
