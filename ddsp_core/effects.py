@@ -9,7 +9,6 @@ Source: magenta/ddsp ``core.fft_convolve``, ``core.crop_and_compensate_delay``, 
 ``effects.ExpDecayReverb`` (Engel et al., "DDSP: Differentiable Digital Signal Processing", ICLR 2020).
 """
 
-import math
 from typing import Literal
 
 import jax
@@ -48,6 +47,20 @@ def _overlap_add(frames: Float[Array, "n_frames frame_size"], hop_size: int) -> 
     return audio[: (n_frames - 1) * hop_size + frame_size]
 
 
+def _fast_fft_size(n: int) -> int:
+    """The smallest ``2^a 3^b 5^c >= n``: a length XLA's FFT handles as fast per sample as a power of two, and often
+    much shorter than the next power of two (80000 instead of 131072 for a 4 s clip and a 1 s reverb)."""
+    size = max(n, 1)
+    while True:
+        rest = size
+        for factor in (2, 3, 5):
+            while rest % factor == 0:
+                rest //= factor
+        if rest == 1:
+            return size
+        size += 1
+
+
 def fft_convolve(
     audio: Float[AnyArray, " n_samples"],
     impulse_response: Float[AnyArray, " ir_size"] | Float[AnyArray, "n_frames ir_size"],
@@ -63,7 +76,7 @@ def fft_convolve(
     with row ``i`` and the results are overlap-added with hop ``frame_size``: a linear time-varying filter.
 
     Maths: for each frame ``x_i`` and response ``h_i``, ``y_i = irfft(rfft(x_i, N) * rfft(h_i, N))`` with ``N`` the
-    next power of two >= ``frame_size + ir_size - 1`` (so the circular convolution equals the linear one), then
+    smallest ``2^a 3^b 5^c >= frame_size + ir_size - 1`` (so the circular convolution equals the linear one), then
     ``y[n] = sum_i y_i[n - i * frame_size]``. The result is cropped: it starts ``delay_compensation`` samples into
     the full convolution and is ``n_samples`` (``padding="same"``) or ``n_samples + ir_size - 1``
     (``padding="valid"``) samples long.
@@ -96,8 +109,9 @@ def fft_convolve(
 
     Source
     ------
-    magenta/ddsp ``core.fft_convolve`` and ``core.crop_and_compensate_delay`` (same framing, power-of-two FFT size
-    and crop). Magenta returns an empty tensor when the crop leaves no samples at the end (``audio[:, start:-0]``);
+    magenta/ddsp ``core.fft_convolve`` and ``core.crop_and_compensate_delay`` (same framing and crop; magenta's FFT
+    length is the next power of two, which gives the same result up to float32 rounding and costs up to 1.6x more,
+    e.g. 131072 instead of 80000 for a 4 s clip and a 1 s reverb). Magenta returns an empty tensor when the crop leaves no samples at the end (``audio[:, start:-0]``);
     here the crop is ``full[start : start + out_size]``, the intended slice.
 
     Examples
@@ -131,7 +145,7 @@ def fft_convolve(
                 "use a number of frames that divides the audio evenly (e.g. n_samples a multiple of n_frames)"
             )
 
-        fft_size = 2 ** math.ceil(math.log2(frame_size + ir_size - 1))
+        fft_size = _fast_fft_size(frame_size + ir_size - 1)
         ir_fft = jnp.fft.rfft(impulse_response, n=fft_size)  # [n_frames, fft_size // 2 + 1]
         return _convolve_frames_by_spectrum(
             audio, ir_fft, ir_size=ir_size, fft_size=fft_size, padding=padding, delay_compensation=delay_compensation

@@ -13,8 +13,6 @@ Source: magenta/ddsp ``core.frequency_impulse_response``, ``core.apply_window_to
 "Spectral Audio Signal Processing", *Windowing a Desired Impulse Response*.
 """
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,7 +21,7 @@ from jaxtyping import Array, Float, Int
 from ddsp_core._shapes import check_shapes
 from ddsp_core._typing import AnyArray, Key
 from ddsp_core.core import exp_sigmoid, hann_window
-from ddsp_core.effects import _convolve_frames_by_spectrum
+from ddsp_core.effects import _convolve_frames_by_spectrum, _fast_fft_size
 
 __all__ = [
     "filtered_noise",
@@ -59,16 +57,6 @@ def _impulse_response_basis(n_bands: int, window_size: int) -> np.ndarray:
     windowed = zero_phase_ir * zero_phase_window  # [n_bands, n_fft], zero-phase form
     negative_time_start = n_fft - half_idx + 2
     return np.concatenate([windowed[:, negative_time_start:], windowed[:, : half_idx + 1]], axis=-1)
-
-
-def _fast_fft_size(n: int) -> int:
-    """The smallest ``2^a 3^b >= n``: a length the FFT handles as fast as a power of two, often much shorter."""
-    best = 2 ** math.ceil(math.log2(n))
-    power_of_three = 1
-    while power_of_three < best:
-        best = min(best, power_of_three * 2 ** max(math.ceil(math.log2(n / power_of_three)), 0))
-        power_of_three *= 3
-    return best
 
 
 def _design_product(magnitudes: jax.Array, matrix: np.ndarray) -> jax.Array:
@@ -180,8 +168,8 @@ def frequency_filter(
     frequency_impulse_response(magnitudes, window_size))``; conformance to magenta 3.7.0 output is tested.
     Computed differently, with the same result up to float32 rounding (measured <= 4e-7 of the peak): the filters'
     spectra come from the magnitudes by one matrix product (no FFT of the designed filters), and the FFT length is
-    the smallest ``2^a 3^b >= frame_size + ir_size - 1`` (192 for 64-sample frames and 128 taps, where magenta
-    uses 256).
+    the smallest ``2^a 3^b 5^c >= frame_size + ir_size - 1`` (192 for 64-sample frames and 128 taps, where
+    magenta uses 256).
 
     Examples
     --------
