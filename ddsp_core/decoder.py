@@ -336,10 +336,13 @@ class DDSPDecoder(_Decoder):
         f0_hz: Float[AnyArray, " n_frames"],
         loudness_db: Float[AnyArray, " n_frames"],
         z: Float[AnyArray, "n_frames z_dims"] | None = None,
-    ) -> tuple[Float[Array, "n_frames three_hidden"], Float[Array, "n_frames 0"]]:
+    ) -> tuple[Float[Array, "n_frames three_hidden"], Float[Array, "n_frames s"]]:
         """``gru_inputs`` and the GRU's input projection in one: both are linear, so their weights fold into one
         ``(2 + z_dims) x 3 hidden`` product per frame instead of a ``hidden x 3 hidden`` one
-        (``ddsp_core.gru.linear_then_gru_input_gates``; equal up to float rounding)."""
+        (``ddsp_core.gru.linear_then_gru_input_gates``; equal up to float rounding). A subclass that replaces
+        ``gru_inputs`` gets the unfolded path, so its own layers are used."""
+        if type(self).gru_inputs is not DDSPDecoder.gru_inputs:
+            return super().gru_gates(f0_hz, loudness_db, z)
         features = self._features(f0_hz, loudness_db, z)  # [n_frames, 2 + z_dims]
         gates = linear_then_gru_input_gates(self.input_layer, self.gru, features)  # [n_frames, 3 * hidden]
         return gates, gates[:, :0]

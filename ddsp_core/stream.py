@@ -22,7 +22,7 @@ Latencies (what the offline render needs from the future, and so what the stream
   Noise is drawn per frame from ``fold_in(key, frame_index)``, exactly as :func:`ddsp_core.noise.filtered_noise`.
 * **Reverb** (:func:`reverb_block`): causal, no latency; a uniformly partitioned convolution (frequency-domain
   delay line, partitions of one hop) equal to :func:`ddsp_core.effects.reverb`.
-* The decoder's GRU is causal: :func:`ddsp_core.decoder.gru_over_frames` continues from a carried ``initial``
+* The decoder's GRU is causal: :func:`ddsp_core.gru.gru_recurrence` continues from a carried ``initial``
   hidden state (see :mod:`ddsp_core.stream_engine`).
 
 Every function works on one example; batch (e.g. polyphonic voices) with ``jax.vmap``.

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, UInt32
 
 from ddsp_core._typing import AnyArray, Key
+from ddsp_core.gru import gru_recurrence
 from ddsp_core.model import DDSPAutoencoder
-from ddsp_core.decoder import gru_over_frames
 
 __all__ = ["StreamState", "check_state", "init_state", "latency_samples", "process_block", "state_spec"]
 
@@ -179,8 +179,8 @@ def process_block(
     instrument, hop_size = model.instrument, model.hop_size
     f0_hz = jnp.asarray(f0_hz, jnp.float32)
     with jax.named_scope("stream_block"):
-        gru_inputs, skip = model.decoder.gru_inputs(f0_hz, loudness_db, z)
-        hidden_states = gru_over_frames(model.decoder.gru, gru_inputs, initial=state.hidden)  # [k, hidden]
+        gates, skip = model.decoder.gru_gates(f0_hz, loudness_db, z)  # the offline path's gates, same rounding
+        hidden_states = gru_recurrence(model.decoder.gru, gates, initial=state.hidden)  # [k, hidden]
         controls = instrument.get_controls(model.decoder.outputs(hidden_states, skip), f0_hz)
         key = jax.random.wrap_key_data(state.key_data)
         source_states, mix = [], jnp.zeros((n_frames * hop_size,), jnp.float32)
