@@ -55,6 +55,7 @@ from ddsp_core.decoder import DDSPDecoder, MfccEncoder, RnnFcDecoder, parameter_
 from ddsp_core.effects import exp_decay_impulse_response, fft_convolve, learned_ir_init, reverb
 from ddsp_core.model import DDSPAutoencoder, autoencode, build_autoencoder, build_instrument, reconstruction_loss
 from ddsp_core.processors import (
+    ConvolutionReverb,
     Effect,
     ExpDecayReverb,
     FilteredNoise,
@@ -82,6 +83,7 @@ from ddsp_core.synths import harmonic_controls, harmonic_synthesis, sinusoidal_s
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConvolutionReverb",
     "CrepeParams",
     "DDSPAutoencoder",
     "DDSPDecoder",

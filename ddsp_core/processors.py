@@ -59,6 +59,7 @@ from ddsp_core.noise import filtered_noise, filtered_noise_controls
 from ddsp_core.synths import harmonic_controls, harmonic_synthesis, sinusoidal_synthesis, wavetable_synthesis
 
 __all__ = [
+    "ConvolutionReverb",
     "Effect",
     "ExpDecayReverb",
     "FilteredNoise",
@@ -414,7 +415,30 @@ class Wavetable(Source):
 
 
 # Effects ------------------------------------------------------------------------------------------------------------
-class Reverb(Effect):
+class ConvolutionReverb(Effect):
+    """An effect that convolves the mix with an impulse response (first tap masked, dry added:
+    :func:`ddsp_core.effects.reverb`; in blocks: a partitioned convolution). Subclasses say where the response
+    comes from with :meth:`get_impulse_response`."""
+
+    @abc.abstractmethod
+    def get_impulse_response(self) -> Float[Array, " ir_length"]:
+        """The current impulse response."""
+
+    def apply(self, controls: Controls, audio: Float[Array, " n_samples"]) -> Float[Array, " n_samples"]:
+        del controls
+        return reverb(audio, self.get_impulse_response())
+
+    def init_stream(self, *, hop_size: int) -> Any:
+        return stream.reverb_init(self.get_impulse_response().shape[0], hop_size=hop_size)
+
+    def stream_apply(
+        self, state: Any, controls: Controls, audio: Float[Array, " k_hop"], *, hop_size: int
+    ) -> tuple[Any, Float[Array, " k_hop"]]:
+        del controls
+        return stream.reverb_block(state, audio, self.get_impulse_response(), hop_size=hop_size)
+
+
+class Reverb(ConvolutionReverb):
     """Convolution reverb with a learned impulse response (magenta ``effects.Reverb(trainable=True)``).
 
     The impulse response is a learnable field, initialised by :func:`ddsp_core.effects.learned_ir_init` (quiet,
@@ -443,21 +467,9 @@ class Reverb(Effect):
         """The current impulse response (the learned field)."""
         return self.impulse_response
 
-    def apply(self, controls: Controls, audio: Float[Array, " n_samples"]) -> Float[Array, " n_samples"]:
-        del controls
-        return reverb(audio, self.impulse_response)
-
-    def init_stream(self, *, hop_size: int) -> Any:
-        return stream.reverb_init(self.get_impulse_response().shape[0], hop_size=hop_size)
-
-    def stream_apply(
-        self, state: Any, controls: Controls, audio: Float[Array, " k_hop"], *, hop_size: int
-    ) -> tuple[Any, Float[Array, " k_hop"]]:
-        del controls
-        return stream.reverb_block(state, audio, self.get_impulse_response(), hop_size=hop_size)
 
 
-class ExpDecayReverb(Effect):
+class ExpDecayReverb(ConvolutionReverb):
     """Reverb whose impulse response is exponentially decaying noise with two learned scalars (magenta
     ``effects.ExpDecayReverb``).
 
@@ -499,21 +511,9 @@ class ExpDecayReverb(Effect):
         return exp_decay_impulse_response(self.gain, self.decay, ir_length=self.ir_length,
                                           key=jax.random.key(self.seed))
 
-    def apply(self, controls: Controls, audio: Float[Array, " n_samples"]) -> Float[Array, " n_samples"]:
-        del controls
-        return reverb(audio, self.get_impulse_response())
-
-    def init_stream(self, *, hop_size: int) -> Any:
-        return stream.reverb_init(self.get_impulse_response().shape[0], hop_size=hop_size)
-
-    def stream_apply(
-        self, state: Any, controls: Controls, audio: Float[Array, " k_hop"], *, hop_size: int
-    ) -> tuple[Any, Float[Array, " k_hop"]]:
-        del controls
-        return stream.reverb_block(state, audio, self.get_impulse_response(), hop_size=hop_size)
 
 
-class FilteredNoiseReverb(Effect):
+class FilteredNoiseReverb(ConvolutionReverb):
     """Reverb whose impulse response is filtered noise with learned, time-varying magnitudes (magenta
     ``effects.FilteredNoiseReverb``): the room's decay per frequency band is learned directly.
 
@@ -561,18 +561,6 @@ class FilteredNoiseReverb(Effect):
         magnitudes = filtered_noise_controls(self.magnitudes, initial_bias=self.initial_bias)
         return filtered_noise(magnitudes, n_samples=self.ir_length, window_size=0, key=jax.random.key(self.seed))
 
-    def apply(self, controls: Controls, audio: Float[Array, " n_samples"]) -> Float[Array, " n_samples"]:
-        del controls
-        return reverb(audio, self.get_impulse_response())
-
-    def init_stream(self, *, hop_size: int) -> Any:
-        return stream.reverb_init(self.get_impulse_response().shape[0], hop_size=hop_size)
-
-    def stream_apply(
-        self, state: Any, controls: Controls, audio: Float[Array, " k_hop"], *, hop_size: int
-    ) -> tuple[Any, Float[Array, " k_hop"]]:
-        del controls
-        return stream.reverb_block(state, audio, self.get_impulse_response(), hop_size=hop_size)
 
 
 # The instrument ----------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from ddsp_core.model import DDSPAutoencoder, batch_autoencode, build_autoencoder, reconstruction_loss
+from ddsp_core.processors import ConvolutionReverb
 from ddsp_core.spectral import multiscale_spectral_loss
 from train.config import Config
 
@@ -124,7 +125,7 @@ def batch_outputs(static: Any) -> Callable:
         for name, controls in rendered.controls.items():
             result.update({f"control/{name}/{control}": value for control, value in controls.items()})
         for effect in model.instrument.effects:
-            if hasattr(effect, "get_impulse_response"):
+            if isinstance(effect, ConvolutionReverb):
                 ir = effect.get_impulse_response()
                 result[f"impulse_response/{effect.name}"] = jnp.broadcast_to(ir, (f0_hz.shape[0], ir.shape[0]))
         return result
