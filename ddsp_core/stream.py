@@ -465,13 +465,14 @@ class ReverbState(NamedTuple):
     ----------
     last_hop : Float[Array, "hop_size"]
         The previous hop of input (the first half of the next overlap-save frame).
-    spectra : Complex[Array, "n_parts_minus_1 n_bins"]
+    spectra : Float[Array, "n_parts_minus_1 n_bins 2"]
         ``rfft`` (size ``2 * hop_size``) of the overlap-save frames of the last ``n_parts - 1`` hops: the
-        frequency-domain delay line.
+        frequency-domain delay line, as real and imaginary parts (real arrays, so that every host and ONNX can
+        hold the state).
     """
 
     last_hop: Float[Array, " hop_size"]
-    spectra: Complex[Array, "n_history n_bins"]
+    spectra: Float[Array, "n_history n_bins 2"]
 
 
 def _n_partitions(ir_length: int, hop_size: int) -> int:
@@ -484,7 +485,7 @@ def reverb_init(ir_length: int, *, hop_size: int) -> ReverbState:
         raise ValueError(f"ir_length and hop_size must be positive, got {ir_length} and {hop_size}")
     n_history = _n_partitions(ir_length, hop_size) - 1
     return ReverbState(
-        jnp.zeros((hop_size,), jnp.float32), jnp.zeros((n_history, hop_size + 1), jnp.complex64)
+        jnp.zeros((hop_size,), jnp.float32), jnp.zeros((n_history, hop_size + 1, 2), jnp.float32)
     )
 
 
@@ -539,13 +540,15 @@ def reverb_block(
         hops = audio.reshape(n_hops, hop_size)
         previous = jnp.concatenate([state.last_hop[None], hops[:-1]], axis=0)
         spectra = jnp.fft.rfft(jnp.concatenate([previous, hops], axis=1), axis=1)  # [k, P + 1]
-        line = jnp.concatenate([state.spectra, spectra], axis=0)  # [J - 1 + k, P + 1], oldest first
+        history = jax.lax.complex(state.spectra[..., 0], state.spectra[..., 1])  # [J - 1, P + 1]
+        line = jnp.concatenate([history, spectra], axis=0)  # [J - 1 + k, P + 1], oldest first
         # Output hop t reads X_{t-j} (row J - 1 + t - j of the line) times H_j.
         rows = (n_parts - 1) + np.arange(n_hops)[:, None] - np.arange(n_parts)[None, :]  # [k, J]
         wet_spectra = jnp.einsum("tjf,jf->tf", line[rows], ir_spectra)  # [k, P + 1]
         wet = jnp.fft.irfft(wet_spectra, n=2 * hop_size, axis=1)[:, hop_size:].reshape(-1)
         out = audio + wet if add_dry else wet
-    return ReverbState(hops[-1], line[line.shape[0] - (n_parts - 1) :]), out
+    kept = line[line.shape[0] - (n_parts - 1) :]
+    return ReverbState(hops[-1], jnp.stack([kept.real, kept.imag], axis=-1)), out
 
 
 def oscillator_delay_init(*, hop_size: int, latency_samples: int) -> DelayState:

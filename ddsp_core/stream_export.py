@@ -13,6 +13,8 @@ loader that needs only jax and numpy.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +24,7 @@ from ddsp_core._typing import Key
 from ddsp_core.model import DDSPAutoencoder
 from ddsp_core.stream_engine import init_state, process_block, state_spec
 
-__all__ = ["export_step", "initial_state_arrays", "state_names"]
+__all__ = ["export_step", "flat_step", "initial_state_arrays", "state_names"]
 
 
 def state_names(model: DDSPAutoencoder) -> list[str]:
@@ -69,6 +71,21 @@ def export_step(
     ValueError
         If ``block_frames`` is not a positive integer.
     """
+    step, specs = flat_step(model, block_frames=block_frames, key=key)
+    return export.export(jax.jit(step), platforms=platforms)(*specs)
+
+
+def flat_step(
+    model: DDSPAutoencoder, *, block_frames: int, key: Key
+) -> tuple[Callable[..., tuple[jax.Array, ...]], list[jax.ShapeDtypeStruct]]:
+    """The block step on flat arrays, ``step(*state_arrays, f0_hz, loudness_db) -> (*state_arrays, audio)``, and
+    the shapes and dtypes of its arguments (what :func:`export_step` and the ONNX export trace).
+
+    Raises
+    ------
+    ValueError
+        If ``block_frames`` is not a positive integer.
+    """
     if isinstance(block_frames, bool) or not isinstance(block_frames, int) or block_frames < 1:
         raise ValueError(f"block_frames must be a positive whole number of frames, got {block_frames!r}")
     treedef = jax.tree_util.tree_structure(init_state(model, key=key))
@@ -80,4 +97,4 @@ def export_step(
 
     frames = jax.ShapeDtypeStruct((block_frames,), jnp.float32)
     specs = [jax.ShapeDtypeStruct(shape, jnp.dtype(dtype)) for _, shape, dtype in state_spec(model)]
-    return export.export(jax.jit(step), platforms=platforms)(*specs, frames, frames)
+    return step, [*specs, frames, frames]

@@ -8,8 +8,9 @@ Commands (registered in ``train/cli.py`` by :func:`add_commands`)::
 
 ``stream`` is ``transfer`` computed through :mod:`ddsp_core.stream_engine`, features included
 (:mod:`ddsp_core.stream_features`), and prints the latency (block + feature lookahead + synthesis) and the
-real-time factor. ``play`` renders MIDI (:mod:`train.midi`). ``export`` writes the ``jax.export`` artifact, its
-manifest, initial state and a loader that needs only jax (:mod:`ddsp_core.stream_export`).
+real-time factor. ``play`` renders MIDI (:mod:`train.midi`). ``export`` writes the block step as a ``jax.export``
+artifact (:mod:`ddsp_core.stream_export`) and as ONNX (:mod:`ddsp_core.stream_onnx`), with a manifest, the initial
+state and a loader that needs only jax or only onnxruntime (:mod:`ddsp_core.export_player`).
 """
 
 from __future__ import annotations
@@ -277,7 +278,9 @@ def config_hash(config: Any) -> str:
 
 def export_run(run_dir: Path, out_dir: Path, *, block_samples: int = DEFAULT_BLOCK_SAMPLES,
                platforms: tuple[str, ...] = ("cpu",), seed: int = 0) -> dict[str, Any]:
-    """``ddsp-train export``: the block step as ``jax.export`` (+ manifest, initial state, loader) in ``out_dir``.
+    """``ddsp-train export``: the block step as ``jax.export`` and ONNX (+ manifest, initial state, loader) in
+    ``out_dir``. A model whose step the ONNX exporter cannot translate (e.g. a wavetable) gets the ``jax.export``
+    artifact only, with a warning and the reason in the manifest (``"onnx": null``, ``"onnx_unavailable"``).
 
     Everything is written to a temporary folder next to ``out_dir`` and renamed into place at the end, so a failed
     export leaves nothing half-written. Returns the manifest.
@@ -285,7 +288,7 @@ def export_run(run_dir: Path, out_dir: Path, *, block_samples: int = DEFAULT_BLO
     import jax
 
     import ddsp_core.export_player
-    from ddsp_core import stream_engine, stream_export
+    from ddsp_core import stream_engine, stream_export, stream_onnx
     from ddsp_core.stream_features import exact_lookahead
     from train.data.statistics import read_statistics
 
@@ -298,6 +301,11 @@ def export_run(run_dir: Path, out_dir: Path, *, block_samples: int = DEFAULT_BLO
     frames = block_frames(block_samples, model.hop_size, model.sample_rate)
     key = jax.random.key(seed)
     exported = stream_export.export_step(model, block_frames=frames, key=key, platforms=platforms)
+    try:
+        onnx_model, onnx_unavailable = stream_onnx.export_onnx(model, block_frames=frames, key=key), None
+    except NotImplementedError as error:
+        onnx_model, onnx_unavailable = None, str(error)
+        logger.warning("%s: no ONNX step (%s); writing the jax.export artifact only", run_dir, error)
     names = stream_export.state_names(model)
     initial = stream_export.initial_state_arrays(model, key=key)
     statistics = read_statistics(run_dir) or {}
@@ -308,10 +316,13 @@ def export_run(run_dir: Path, out_dir: Path, *, block_samples: int = DEFAULT_BLO
         "block_frames": frames,
         "block_samples": frames * model.hop_size,
         "jax_export": "step.jax",
+        "onnx": "step.onnx" if onnx_model is not None else None,
+        "onnx_opset": stream_onnx.OPSET,
         "initial_state": "initial_state.npz",
         "loader": "ddsp_player.py",
         "platforms": list(platforms),
         "call": "step(*state, f0_hz[block_frames], loudness_db[block_frames]) -> (*state, audio[block_samples])",
+        "onnx_names": "inputs: each state name, f0_hz, loudness_db; outputs: next.<state name> each, audio",
         "state": [{"name": n, "shape": list(a.shape), "dtype": str(a.dtype)} for n, a in zip(names, initial)],
         "inputs": {
             "f0_hz": {"shape": [frames], "dtype": "float32", "training_range": statistics.get("f0_hz_range")},
@@ -332,6 +343,10 @@ def export_run(run_dir: Path, out_dir: Path, *, block_samples: int = DEFAULT_BLO
         shutil.rmtree(staging)
     staging.mkdir()
     (staging / "step.jax").write_bytes(exported.serialize())
+    if onnx_model is not None:
+        (staging / "step.onnx").write_bytes(onnx_model.SerializeToString())
+    else:
+        manifest["onnx_unavailable"] = onnx_unavailable
     np.savez(staging / "initial_state.npz", **dict(zip(names, initial, strict=True)))
     shutil.copyfile(ddsp_core.export_player.__file__, staging / "ddsp_player.py")
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -361,7 +376,8 @@ def _command_play(args: argparse.Namespace) -> int:
 def _command_export(args: argparse.Namespace) -> int:
     platforms = tuple(p.strip() for p in args.platforms.split(",") if p.strip())
     manifest = export_run(Path(args.run), Path(args.out_dir), block_samples=args.block, platforms=platforms)
-    print(f"exported a {manifest['block_samples']}-sample block step ({', '.join(platforms)}) to {args.out_dir}")
+    runtimes = f"jax.export for {', '.join(platforms)}" + (" and ONNX" if manifest["onnx"] else "")
+    print(f"exported a {manifest['block_samples']}-sample block step ({runtimes}) to {args.out_dir}")
     return 0
 
 
@@ -390,7 +406,8 @@ def add_commands(commands: Any) -> None:
                       help="glide from a voice's previous note over this many ms (default 0: none)")
     play.set_defaults(handler=_command_play)
 
-    export = commands.add_parser("export", help="export the block step (jax.export) with a manifest and a loader")
+    export = commands.add_parser("export",
+                                 help="export the block step (jax.export and ONNX) with a manifest and a loader")
     export.add_argument("run", help="trained run folder")
     export.add_argument("out_dir", help="new folder for the export")
     export.add_argument("--block", type=int, default=DEFAULT_BLOCK_SAMPLES,

@@ -156,5 +156,5 @@ def test_state_spec_names_every_array_with_shape_and_dtype():
     model = _model(ALL_PROCESSORS[:2] + ALL_PROCESSORS[4:5])
     spec = dict((name, (shape, dtype)) for name, shape, dtype in stream_engine.state_spec(model))
     assert spec[".hidden"] == ((16,), "float32")
-    assert spec[".effects[0].spectra"] == ((-(-300 // HOP) - 1, HOP + 1), "complex64")
+    assert spec[".effects[0].spectra"] == ((-(-300 // HOP) - 1, HOP + 1, 2), "float32")
     assert spec[".key_data"] == ((2,), "uint32")

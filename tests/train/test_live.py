@@ -70,32 +70,52 @@ PLAYER_SCRIPT = """
 import json, sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
-from ddsp_player import ExportedInstrument
-player = ExportedInstrument(sys.argv[1])
+import ddsp_player
+player = getattr(ddsp_player, sys.argv[4])(sys.argv[1])
 inputs = np.load(sys.argv[2])
 state, outputs = player.initial_state(), []
 for f0, loudness in zip(inputs["f0_hz"], inputs["loudness_db"]):
     state, audio = player.step(state, f0, loudness)
     outputs.append(np.asarray(audio))
 np.save(sys.argv[3], np.concatenate(outputs))
-try:
-    player.step(state[1:], inputs["f0_hz"][0], inputs["loudness_db"][0])
-except ValueError as error:
-    refused = str(error)
-print(json.dumps({"modules": sorted(m for m in ("equinox", "ddsp_core", "train") if m in sys.modules),
+refused = []
+wrong_shape = [np.zeros(3, np.float32)] + list(state[1:])
+for bad in ((state[1:], inputs["f0_hz"][0], inputs["loudness_db"][0]),
+            (wrong_shape, inputs["f0_hz"][0], inputs["loudness_db"][0]),
+            (state, inputs["f0_hz"][0, :1], inputs["loudness_db"][0, :1])):
+    try:
+        player.step(*bad)
+    except ValueError as error:
+        refused.append(str(error))
+print(json.dumps({"modules": sorted(m for m in ("equinox", "ddsp_core", "train", "jax") if m in sys.modules),
                   "refused": refused}))
 """
 
 
-def test_export_writes_manifest_and_a_jax_only_player_that_reproduces_the_stream(trained_run, tmp_path):
-    out_dir = tmp_path / "export"
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory) -> Path:
+    out_dir = tmp_path_factory.mktemp("exports") / "export"
     assert main(["export", str(trained_run), str(out_dir), "--block", "128"]) == 0
-    manifest = json.loads((out_dir / "manifest.json").read_text())
+    return out_dir
+
+
+def test_export_writes_a_manifest_with_both_artifacts(exported):
+    manifest = json.loads((exported / "manifest.json").read_text())
     assert manifest["sample_rate"] == SAMPLE_RATE and manifest["block_samples"] == 128
     assert manifest["block_frames"] == 2 and manifest["latency_samples"]["synthesis"] == HOP
     assert manifest["state"][0] == {"name": "hidden", "shape": [manifest["state"][0]["shape"][0]], "dtype": "float32"}
     assert len(manifest["config_sha256"]) == 64
+    assert manifest["jax_export"] == "step.jax" and manifest["onnx"] == "step.onnx"
+    assert (exported / "step.jax").stat().st_size > 0 and (exported / "step.onnx").stat().st_size > 0
 
+
+@pytest.mark.parametrize(("player", "imports"), [("ExportedInstrument", ["jax"]), ("OnnxInstrument", [])])
+def test_exported_player_reproduces_the_stream_and_refuses_a_foreign_state_in_one_line(
+    trained_run, exported, tmp_path, player, imports
+):
+    """Both loaders (jax.export; ONNX in onnxruntime) play 6 blocks with the state fed back, equal to the in-process
+    stream to 1e-4 of its peak, without importing ddsp-jax, Equinox (or, for ONNX, jax)."""
+    manifest = json.loads((exported / "manifest.json").read_text())
     _, model, _ = live.load_model(trained_run)
     rng = np.random.default_rng(0)
     f0_hz = (330.0 * 2 ** rng.normal(0, 0.05, (6, 2))).astype(np.float32)
@@ -106,14 +126,18 @@ def test_export_writes_manifest_and_a_jax_only_player_that_reproduces_the_stream
         expected.append(np.asarray(audio))
     np.savez(tmp_path / "inputs.npz", f0_hz=f0_hz, loudness_db=loudness_db)
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", PLAYER_SCRIPT, str(out_dir), str(tmp_path / "inputs.npz"),
-                           str(tmp_path / "played.npy")], capture_output=True, text=True, cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-c", PLAYER_SCRIPT, str(exported), str(tmp_path / "inputs.npz"),
+                           str(tmp_path / "played.npy"), player], capture_output=True, text=True, cwd=tmp_path,
                           env={**environment, "JAX_PLATFORMS": "cpu"}, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report["modules"] == []
-    n_arrays = len(manifest["state"])
-    assert report["refused"] == f"state has {n_arrays - 1} arrays, this instrument's has {n_arrays} (see manifest.json)"
+    assert report["modules"] == imports
+    n_arrays, hidden = len(manifest["state"]), manifest["state"][0]["shape"][0]
+    assert report["refused"] == [
+        f"state has {n_arrays - 1} arrays, this instrument's has {n_arrays} (see manifest.json)",
+        f"state array hidden has shape (3,) float32, expected ({hidden},) float32 (a state from another export?)",
+        "f0_hz must have shape (2,) for this export's block of 2 frames, got (1,)",
+    ]
     played, expected = np.load(tmp_path / "played.npy"), np.concatenate(expected)
     assert np.max(np.abs(played - expected)) <= 1e-4 * np.max(np.abs(expected))
 
