@@ -10,6 +10,8 @@ Usage::
     python benchmarks/train_step.py                      # batch 8 x 4 s (a CPU-sized run)
     python benchmarks/train_step.py --batch 32           # the seed configuration (GPU machines)
     python benchmarks/train_step.py --unroll 1 4 --paths            # decoder and GRU only (hoisted vs per-step)
+    python benchmarks/train_step.py --gru-impl scan pallas --decoder-dtype float32 bfloat16 --paths pure
+        # the fused Pallas GRU (ddsp_core.gru_pallas; interpreted, so slow, off a GPU) and the bfloat16 decoder
 
 Prints one table: path, GRU unroll, ms per step (median of ``--steps`` timed calls after one warm-up), compile time.
 """
@@ -99,6 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unroll", type=int, nargs="+", default=[1, 8], help="GRU lax.scan unroll values to time")
     parser.add_argument("--paths", nargs="*", default=["pure", "datarax"], choices=["pure", "datarax"], help="none: GRU only")
     parser.add_argument("--skip-gru", action="store_true", help="do not time the GRU alone")
+    parser.add_argument("--gru-impl", nargs="+", default=["scan"], choices=["scan", "pallas"],
+                        help="decoder GRU implementations to time (pallas: one fused kernel; unroll is scan-only)")
+    parser.add_argument("--decoder-dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                        help="decoder matrix-product precisions to time (bfloat16: mixed precision)")
     parser.add_argument(
         "--devices",
         type=int,
@@ -126,20 +132,31 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"batch {args.batch} x {n_samples} samples ({n_frames} frames), 100 harmonics, 65 noise bands, IR 16000, "
-        f"float32, {args.steps} timed steps after warm-up"
+        f"float32 synthesis and loss, {args.steps} timed steps after warm-up"
     )
     rows = []
-    for unroll in args.unroll:
-        model = build_autoencoder(PAPER_PROCESSORS, scan_unroll=unroll, key=jax.random.key(0))
+    variants = [
+        (unroll, impl, dtype)
+        for impl in args.gru_impl
+        for dtype in args.decoder_dtype
+        for unroll in (args.unroll if impl == "scan" else args.unroll[:1])
+    ]
+    for unroll, impl, dtype in variants:
+        model = build_autoencoder(
+            PAPER_PROCESSORS, scan_unroll=unroll, gru_impl=impl, decoder_dtype=dtype, key=jax.random.key(0)
+        )
+        variant = "" if (impl, dtype) == ("scan", "float32") else f" ({impl} GRU, {dtype})"
+        unroll_label = unroll if impl == "scan" else "-"
         if not args.skip_gru:
             decoder = model.decoder
             gru_grad = eqx.filter_jit(
                 eqx.filter_grad(lambda d, f, l: sum(jnp.sum(x.astype(jnp.float32)) for x in jax.tree.leaves(jax.vmap(d)(f, l))))
             )
             compile_s, ms = _time_calls(lambda: gru_grad(decoder, f0_hz, loudness_db), args.steps)
-            rows.append(("decoder fwd+bwd only", unroll, ms, compile_s))
-            gru_inputs = jax.random.normal(jax.random.key(2), (args.batch, n_frames, decoder.hidden_size))
-            rows.extend(_time_gru_only(decoder.gru, gru_inputs, unroll, args.steps))
+            rows.append((f"decoder fwd+bwd only{variant}", unroll_label, ms, compile_s))
+            if not variant:
+                gru_inputs = jax.random.normal(jax.random.key(2), (args.batch, n_frames, decoder.hidden_size))
+                rows.extend(_time_gru_only(decoder.gru, gru_inputs, unroll, args.steps))
         for path in args.paths:
             if path == "pure":
                 run = _make_step(lambda m, b, k: reconstruction_loss(m, *b, key=k), model, batch, mesh)
@@ -151,13 +168,14 @@ def main(argv: list[str] | None = None) -> None:
                 loss_fn, params = make_datarax_loss(model, rngs=nnx.Rngs(0))
                 run = _make_step(lambda p, b, k: loss_fn(p, *b, key=k), params, batch, mesh)
             compile_s, ms = _time_calls(run, args.steps)
-            rows.append((f"train step, {path} path", unroll, ms, compile_s))
-            print(f"  ... {rows[-1][0]}, unroll {unroll}: {ms:.1f} ms", flush=True)
+            rows.append((f"train step, {path} path{variant}", unroll_label, ms, compile_s))
+            print(f"  ... {rows[-1][0]}, unroll {unroll_label}: {ms:.1f} ms", flush=True)
 
     print()
-    print(f"{'what':<30} {'unroll':>6} {'ms/step':>10} {'compile+1st (s)':>16}")
+    width = max(30, *(len(row[0]) for row in rows)) if rows else 30
+    print(f"{'what':<{width}} {'unroll':>6} {'ms/step':>10} {'compile+1st (s)':>16}")
     for what, unroll, ms, compile_s in rows:
-        print(f"{what:<30} {unroll:>6} {ms:>10.1f} {compile_s:>16.1f}")
+        print(f"{what:<{width}} {unroll!s:>6} {ms:>10.1f} {compile_s:>16.1f}")
 
 
 if __name__ == "__main__":

@@ -31,10 +31,13 @@ from ddsp_core._checks import check_positive_int
 from ddsp_core._typing import AnyArray, Key
 from ddsp_core.core import hz_to_midi, upsample_linear
 from ddsp_core.gru import gru_input_gates, gru_recurrence, linear_then_gru_input_gates
+from ddsp_core.gru_pallas import gru_recurrence_pallas
 from ddsp_core.spectral import mfcc
 
 __all__ = [
     "DECODERS",
+    "DECODER_DTYPES",
+    "GRU_IMPLS",
     "DDSPDecoder",
     "AnyDecoder",
     "MfccEncoder",
@@ -50,6 +53,15 @@ F0_RANGE_MIDI = 127.0
 """f0 is scaled as ``hz_to_midi(f0_hz) / 127`` (magenta ``F0LoudnessPreprocessor``)."""
 LOUDNESS_RANGE_DB = 80.0
 """Loudness is scaled as ``loudness_db / 80 + 1`` (magenta ``F0LoudnessPreprocessor``)."""
+
+DECODER_DTYPES = ("float32", "bfloat16")
+"""Operand types of the decoders' matrix products: ``"float32"`` (default), or ``"bfloat16"`` for mixed precision
+(operands cast to bfloat16, products accumulated in float32; parameters, LayerNorm, gate maths, the GRU state and
+the outputs stay float32, so the optimiser keeps float32 master weights and synthesis and loss run in float32)."""
+
+GRU_IMPLS = ("scan", "pallas")
+"""How the decoders run their GRU: ``"scan"`` (``ddsp_core.gru.gru_recurrence``, default) or ``"pallas"`` (the
+fused kernel of ``ddsp_core.gru_pallas``; same values and gradients, meant for GPUs)."""
 
 
 def scale_decoder_inputs(
@@ -87,9 +99,17 @@ def scale_decoder_inputs(
     return jnp.stack([f0_scaled, loudness_scaled], axis=-1)  # [n_frames, 2]
 
 
-def _linear_over_frames(layer: eqx.nn.Linear, x: Float[Array, "n_frames d_in"]) -> Float[Array, "n_frames d_out"]:
-    """Apply an ``eqx.nn.Linear`` to every frame as one matrix product."""
-    y = x @ layer.weight.T  # [n_frames, out_features]
+def _linear_over_frames(
+    layer: eqx.nn.Linear, x: Float[Array, "n_frames d_in"], matmul_dtype: jnp.dtype | None = None
+) -> Float[Array, "n_frames d_out"]:
+    """Apply an ``eqx.nn.Linear`` to every frame as one matrix product (operands in ``matmul_dtype`` if given,
+    accumulated in float32)."""
+    if matmul_dtype is None:
+        y = x @ layer.weight.T  # [n_frames, out_features]
+    else:
+        y = jnp.matmul(
+            x.astype(matmul_dtype), layer.weight.T.astype(matmul_dtype), preferred_element_type=jnp.float32
+        )
     if layer.bias is not None:
         y = y + layer.bias
     return y
@@ -142,17 +162,30 @@ class _DenseBlock(eqx.Module):
         self.linear = eqx.nn.Linear(in_features, out_features, key=key)
         self.norm = eqx.nn.LayerNorm(out_features)
 
-    def __call__(self, x: Float[Array, "n_frames d_in"]) -> Float[Array, "n_frames d_out"]:
-        y = _linear_over_frames(self.linear, x)
+    def __call__(
+        self, x: Float[Array, "n_frames d_in"], matmul_dtype: jnp.dtype | None = None
+    ) -> Float[Array, "n_frames d_out"]:
+        y = _linear_over_frames(self.linear, x, matmul_dtype)
         y = jax.vmap(self.norm)(y)
         return jax.nn.relu(y)
 
 
 def _check_decoder_arguments(
-    output_sizes: Mapping[str, int], *, hidden_size: int, n_mlp_layers: int, z_dims: int, scan_unroll: int
+    output_sizes: Mapping[str, int],
+    *,
+    hidden_size: int,
+    n_mlp_layers: int,
+    z_dims: int,
+    scan_unroll: int,
+    gru_impl: str,
+    decoder_dtype: str,
 ) -> tuple[tuple[str, int], ...]:
-    """Check a decoder's sizes (naming the bad one) and return its ``output_splits``."""
+    """Check a decoder's sizes and settings (naming the bad one) and return its ``output_splits``."""
     check_positive_int(hidden_size=hidden_size, n_mlp_layers=n_mlp_layers, scan_unroll=scan_unroll)
+    if gru_impl not in GRU_IMPLS:
+        raise ValueError(f"gru_impl must be one of {', '.join(GRU_IMPLS)}, got {gru_impl!r}")
+    if decoder_dtype not in DECODER_DTYPES:
+        raise ValueError(f"decoder_dtype must be one of {', '.join(DECODER_DTYPES)}, got {decoder_dtype!r}")
     if z_dims < 0:
         raise ValueError(f"z_dims must be >= 0, got {z_dims}")
     splits = tuple((str(name), int(size)) for name, size in output_sizes.items())
@@ -192,6 +225,23 @@ class _Decoder(eqx.Module):
     hidden_size: eqx.AbstractVar[int]
     z_dims: eqx.AbstractVar[int]
     scan_unroll: eqx.AbstractVar[int]
+    gru_impl: eqx.AbstractVar[str]
+    decoder_dtype: eqx.AbstractVar[str]
+
+    @property
+    def matmul_dtype(self) -> jnp.dtype | None:
+        """Operand type of the matrix products (``None``: float32 products, as the parameters)."""
+        return None if self.decoder_dtype == "float32" else jnp.dtype(self.decoder_dtype)
+
+    def run_gru(
+        self, gates: Float[Array, "n_frames three_hidden"], initial: Float[Array, " hidden"] | None = None
+    ) -> Float[Array, "n_frames hidden"]:
+        """The GRU over input gates from :meth:`gru_gates`, by ``gru_impl`` and in ``decoder_dtype``."""
+        if self.gru_impl == "pallas":
+            return gru_recurrence_pallas(self.gru, gates, initial=initial, matmul_dtype=self.matmul_dtype)
+        return gru_recurrence(
+            self.gru, gates, unroll=self.scan_unroll, initial=initial, matmul_dtype=self.matmul_dtype
+        )
 
     @abc.abstractmethod
     def gru_inputs(self, f0_hz, loudness_db, z=None) -> tuple[Array, Array]:
@@ -205,7 +255,7 @@ class _Decoder(eqx.Module):
         """``(GRU input gates, skip features)`` per frame: ``gru_inputs`` through the GRU's input projection
         (``ddsp_core.gru.gru_input_gates``), all frames in one product."""
         x, skip = self.gru_inputs(f0_hz, loudness_db, z)
-        return gru_input_gates(self.gru, x), skip
+        return gru_input_gates(self.gru, x, self.matmul_dtype), skip
 
     def __call__(
         self,
@@ -232,7 +282,7 @@ class _Decoder(eqx.Module):
         with jax.named_scope("ddsp_decoder"):
             gates, skip = self.gru_gates(f0_hz, loudness_db, z)  # [n_frames, 3 * hidden], [n_frames, s]
             with jax.named_scope("gru"):
-                hidden_states = gru_recurrence(self.gru, gates, unroll=self.scan_unroll)  # [n_frames, hidden]
+                hidden_states = self.run_gru(gates)  # [n_frames, hidden]
             return self.outputs(hidden_states, skip)
 
 
@@ -255,6 +305,10 @@ class DDSPDecoder(_Decoder):
         Size of the optional per-frame latent ``z`` (0: no z input).
     scan_unroll : int
         ``unroll`` argument of the GRU's ``lax.scan`` (a speed knob only; results are identical).
+    gru_impl : str
+        ``"scan"`` (default) or ``"pallas"``: see :data:`GRU_IMPLS`.
+    decoder_dtype : str
+        ``"float32"`` (default) or ``"bfloat16"`` (mixed precision): see :data:`DECODER_DTYPES`.
     key : Key
         PRNG key for the initialisation (keyword only).
 
@@ -291,6 +345,8 @@ class DDSPDecoder(_Decoder):
     hidden_size: int = eqx.field(static=True)
     z_dims: int = eqx.field(static=True)
     scan_unroll: int = eqx.field(static=True)
+    gru_impl: str = eqx.field(static=True)
+    decoder_dtype: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -300,11 +356,21 @@ class DDSPDecoder(_Decoder):
         n_mlp_layers: int = 3,
         z_dims: int = 0,
         scan_unroll: int = 1,
+        gru_impl: str = "scan",
+        decoder_dtype: str = "float32",
         key: Key,
     ):
         self.output_splits = _check_decoder_arguments(
-            output_sizes, hidden_size=hidden_size, n_mlp_layers=n_mlp_layers, z_dims=z_dims, scan_unroll=scan_unroll
+            output_sizes,
+            hidden_size=hidden_size,
+            n_mlp_layers=n_mlp_layers,
+            z_dims=z_dims,
+            scan_unroll=scan_unroll,
+            gru_impl=gru_impl,
+            decoder_dtype=decoder_dtype,
         )
+        self.gru_impl = gru_impl
+        self.decoder_dtype = decoder_dtype
         keys = jax.random.split(key, 3 + n_mlp_layers)
         self.input_layer = eqx.nn.Linear(2 + z_dims, hidden_size, key=keys[0])
         self.gru = eqx.nn.GRUCell(hidden_size, hidden_size, key=keys[1])
@@ -355,8 +421,8 @@ class DDSPDecoder(_Decoder):
         x = hidden_states
         with jax.named_scope("mlp"):
             for block in self.mlp:
-                x = block(x)  # [n_frames, hidden]
-        return _split_outputs(_linear_over_frames(self.head, x), self.output_splits)
+                x = block(x, self.matmul_dtype)  # [n_frames, hidden]
+        return _split_outputs(_linear_over_frames(self.head, x, self.matmul_dtype), self.output_splits)
 
 
 def _stack(in_features: int, hidden_size: int, n_layers: int, key: Key) -> tuple[_DenseBlock, ...]:
@@ -365,9 +431,9 @@ def _stack(in_features: int, hidden_size: int, n_layers: int, key: Key) -> tuple
     return tuple(_DenseBlock(sizes[i], hidden_size, key=keys[i]) for i in range(n_layers))
 
 
-def _run_stack(stack: tuple[_DenseBlock, ...], x: Array) -> Array:
+def _run_stack(stack: tuple[_DenseBlock, ...], x: Array, matmul_dtype: jnp.dtype | None = None) -> Array:
     for block in stack:
-        x = block(x)
+        x = block(x, matmul_dtype)
     return x
 
 
@@ -391,6 +457,8 @@ class RnnFcDecoder(_Decoder):
         Size of the optional per-frame latent ``z`` (0: no z input).
     scan_unroll : int
         ``unroll`` of the GRU's ``lax.scan`` (speed only).
+    gru_impl, decoder_dtype : str
+        As in :class:`DDSPDecoder`.
     key : Key
         PRNG key for the initialisation.
 
@@ -414,6 +482,8 @@ class RnnFcDecoder(_Decoder):
     hidden_size: int = eqx.field(static=True)
     z_dims: int = eqx.field(static=True)
     scan_unroll: int = eqx.field(static=True)
+    gru_impl: str = eqx.field(static=True)
+    decoder_dtype: str = eqx.field(static=True)
 
     def __init__(
         self,
@@ -423,11 +493,21 @@ class RnnFcDecoder(_Decoder):
         n_mlp_layers: int = 3,
         z_dims: int = 0,
         scan_unroll: int = 1,
+        gru_impl: str = "scan",
+        decoder_dtype: str = "float32",
         key: Key,
     ):
         self.output_splits = _check_decoder_arguments(
-            output_sizes, hidden_size=hidden_size, n_mlp_layers=n_mlp_layers, z_dims=z_dims, scan_unroll=scan_unroll
+            output_sizes,
+            hidden_size=hidden_size,
+            n_mlp_layers=n_mlp_layers,
+            z_dims=z_dims,
+            scan_unroll=scan_unroll,
+            gru_impl=gru_impl,
+            decoder_dtype=decoder_dtype,
         )
+        self.gru_impl = gru_impl
+        self.decoder_dtype = decoder_dtype
         input_widths = (1, 1) + ((z_dims,) if z_dims > 0 else ())
         keys = jax.random.split(key, len(input_widths) + 3)
         self.input_stacks = tuple(
@@ -451,15 +531,17 @@ class RnnFcDecoder(_Decoder):
         _check_z(z, self.z_dims)
         features = scale_decoder_inputs(f0_hz, loudness_db)  # [n_frames, 2]
         inputs = [features[:, 0:1], features[:, 1:2]] + ([jnp.asarray(z)] if z is not None else [])
-        x = jnp.concatenate([_run_stack(s, v) for s, v in zip(self.input_stacks, inputs, strict=True)], axis=-1)
+        x = jnp.concatenate(
+            [_run_stack(s, v, self.matmul_dtype) for s, v in zip(self.input_stacks, inputs, strict=True)], axis=-1
+        )
         return x, x  # [n_frames, n_inputs * hidden]
 
     def outputs(
         self, hidden_states: Float[Array, "n_frames hidden"], skip: Float[Array, "n_frames s"]
     ) -> dict[str, Array]:
         """The per-frame part after the GRU: ``[skip, hidden] -> output MLP -> named raw outputs``."""
-        x = _run_stack(self.output_stack, jnp.concatenate([skip, hidden_states], axis=-1))  # [n_frames, hidden]
-        return _split_outputs(_linear_over_frames(self.head, x), self.output_splits)
+        x = _run_stack(self.output_stack, jnp.concatenate([skip, hidden_states], axis=-1), self.matmul_dtype)
+        return _split_outputs(_linear_over_frames(self.head, x, self.matmul_dtype), self.output_splits)
 
 
 AnyDecoder = DDSPDecoder | RnnFcDecoder

@@ -33,7 +33,7 @@ __all__ = ["gru_input_gates", "gru_recurrence", "linear_then_gru_input_gates"]
 
 
 def gru_input_gates(
-    cell: eqx.nn.GRUCell, inputs: Float[Array, "n_frames d_in"]
+    cell: eqx.nn.GRUCell, inputs: Float[Array, "n_frames d_in"], matmul_dtype: jnp.dtype | str | None = None
 ) -> Float[Array, "n_frames three_hidden"]:
     """The input half of every gate for every frame: ``inputs @ W_ih^T + b`` (``[n_frames, 3 * hidden]``).
 
@@ -43,6 +43,8 @@ def gru_input_gates(
         The GRU's parameters.
     inputs : Float[Array, "n_frames d_in"]
         One input vector per frame.
+    matmul_dtype : dtype or None
+        Operand type of the product (accumulated in float32), e.g. ``"bfloat16"``; ``None``: the inputs' own.
 
     Returns
     -------
@@ -53,7 +55,8 @@ def gru_input_gates(
     --------
     gru_recurrence : runs the GRU on these gates.
     """
-    gates = inputs @ cell.weight_ih.T  # [n_frames, 3 * hidden]
+    dtype = None if matmul_dtype is None else jnp.dtype(matmul_dtype)
+    gates = _matmul(inputs, cell.weight_ih.T, dtype)  # [n_frames, 3 * hidden]
     return gates + cell.bias if cell.use_bias else gates
 
 
@@ -94,6 +97,7 @@ def gru_recurrence(
     *,
     unroll: int = 1,
     initial: Float[Array, " hidden"] | None = None,
+    matmul_dtype: jnp.dtype | str | None = None,
 ) -> Float[Array, "n_frames hidden"]:
     """Run the GRU over precomputed input gates; returns every hidden state ``h_1 .. h_T``.
 
@@ -108,6 +112,10 @@ def gru_recurrence(
     initial : Float[Array, "hidden"] or None
         ``h_0``, the state before the first frame (``None``: zeros). Passing the last state of one block as the
         ``initial`` of the next runs a long sequence block by block with the same result (streaming).
+    matmul_dtype : dtype or None
+        Operand type of the recurrent products, forward and backward (e.g. ``"bfloat16"`` for mixed precision):
+        operands are cast to it, products accumulate in float32, and the state and gate maths stay in the gates'
+        type. ``None`` (default): plain products in the weight's type.
 
     Returns
     -------
@@ -130,14 +138,22 @@ def gru_recurrence(
     bias_n = cell.bias_n if cell.use_bias else jnp.zeros((cell.hidden_size,), input_gates.dtype)
     if initial is None:
         initial = jnp.zeros((cell.hidden_size,), dtype=input_gates.dtype)
-    return _recurrence(unroll, cell.weight_hh, bias_n, initial, input_gates)
+    dtype = None if matmul_dtype is None else jnp.dtype(matmul_dtype)
+    return _recurrence(unroll, dtype, cell.weight_hh, bias_n, initial, input_gates)
+
+
+def _matmul(a: Array, b: Array, matmul_dtype: jnp.dtype | None) -> Array:
+    """``a @ b``; with a ``matmul_dtype``, of operands cast to it, accumulated in float32."""
+    if matmul_dtype is None:
+        return a @ b
+    return jnp.matmul(a.astype(matmul_dtype), b.astype(matmul_dtype), preferred_element_type=jnp.float32)
 
 
 def _step(
-    weight_hh: Array, bias_n: Array, hidden: Array, gates_x: Array
+    weight_hh: Array, bias_n: Array, hidden: Array, gates_x: Array, matmul_dtype: jnp.dtype | None = None
 ) -> tuple[Array, tuple[Array, Array, Array, Array]]:
     """One GRU step: ``h_t`` and the values its backward pass needs, ``(r, u, n, W_hn h + b_hn)``."""
-    gates_h = weight_hh @ hidden  # [3 * hidden]
+    gates_h = _matmul(weight_hh, hidden, matmul_dtype).astype(gates_x.dtype)  # [3 * hidden]
     x_r, x_u, x_n = jnp.split(gates_x, 3)
     h_r, h_u, h_n = jnp.split(gates_h, 3)
     reset = jax.nn.sigmoid(x_r + h_r)
@@ -149,31 +165,39 @@ def _step(
 
 
 def _forward(
-    unroll: int, weight_hh: Array, bias_n: Array, initial: Array, input_gates: Array
+    unroll: int, matmul_dtype: jnp.dtype | None, weight_hh: Array, bias_n: Array, initial: Array, input_gates: Array
 ) -> tuple[Array, tuple]:
+    weight = weight_hh if matmul_dtype is None else weight_hh.astype(matmul_dtype)  # cast once, not every step
+
     def step(hidden, gates_x):
-        new_hidden, saved = _step(weight_hh, bias_n, hidden, gates_x)
+        new_hidden, saved = _step(weight, bias_n, hidden, gates_x, matmul_dtype)
         return new_hidden, (new_hidden, *saved)
 
     _, (hidden_states, *saved) = jax.lax.scan(step, initial, input_gates, unroll=unroll)
     return hidden_states, tuple(saved)  # [n_frames, hidden] and 4 x [n_frames, hidden]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _recurrence(unroll: int, weight_hh: Array, bias_n: Array, initial: Array, input_gates: Array) -> Array:
-    return _forward(unroll, weight_hh, bias_n, initial, input_gates)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _recurrence(
+    unroll: int, matmul_dtype: jnp.dtype | None, weight_hh: Array, bias_n: Array, initial: Array, input_gates: Array
+) -> Array:
+    return _forward(unroll, matmul_dtype, weight_hh, bias_n, initial, input_gates)[0]
 
 
 def _recurrence_fwd(
-    unroll: int, weight_hh: Array, bias_n: Array, initial: Array, input_gates: Array
+    unroll: int, matmul_dtype: jnp.dtype | None, weight_hh: Array, bias_n: Array, initial: Array, input_gates: Array
 ) -> tuple[Array, tuple]:
-    hidden_states, saved = _forward(unroll, weight_hh, bias_n, initial, input_gates)
+    hidden_states, saved = _forward(unroll, matmul_dtype, weight_hh, bias_n, initial, input_gates)
     return hidden_states, (weight_hh, initial, hidden_states, saved)
 
 
-def _recurrence_bwd(unroll: int, residuals: tuple, d_hidden_states: Array) -> tuple[Array, Array, Array, Array]:
+def _recurrence_bwd(
+    unroll: int, matmul_dtype: jnp.dtype | None, residuals: tuple, d_hidden_states: Array
+) -> tuple[Array, Array, Array, Array]:
+    """The reverse scan over the saved values (also the backward pass of ``ddsp_core.gru_pallas``)."""
     weight_hh, initial, hidden_states, (reset, update, candidate, hidden_n) = residuals
     previous = jnp.concatenate([initial[None], hidden_states[:-1]])  # h_{t-1}: [n_frames, hidden]
+    weight = weight_hh if matmul_dtype is None else weight_hh.astype(matmul_dtype)
 
     def step(d_hidden, per_step):
         d_out, h_prev, r, u, n, hn = per_step
@@ -184,14 +208,14 @@ def _recurrence_bwd(unroll: int, residuals: tuple, d_hidden_states: Array) -> tu
         d_hidden_n = d_pre_n * r  # dL/d(W_hn h + b_hn)
         d_gates_h = jnp.concatenate([d_pre_r, d_pre_u, d_hidden_n])  # [3 * hidden]
         d_gates_x = jnp.concatenate([d_pre_r, d_pre_u, d_pre_n])  # [3 * hidden]
-        d_previous = d_h * u + d_gates_h @ weight_hh  # dL/dh_{t-1}
+        d_previous = d_h * u + _matmul(d_gates_h, weight, matmul_dtype).astype(d_h.dtype)  # dL/dh_{t-1}
         return d_previous, (d_gates_h, d_gates_x)
 
     per_step = (d_hidden_states, previous, reset, update, candidate, hidden_n)
     d_initial, (d_gates_h, d_gates_x) = jax.lax.scan(
         step, jnp.zeros_like(initial), per_step, reverse=True, unroll=unroll
     )
-    d_weight_hh = d_gates_h.T @ previous  # [3 * hidden, hidden]: all steps in one product
+    d_weight_hh = _matmul(d_gates_h.T, previous, matmul_dtype).astype(weight_hh.dtype)  # [3 H, H]: one product
     d_bias_n = jnp.sum(jnp.split(d_gates_h, 3, axis=-1)[2], axis=0)  # [hidden]
     return d_weight_hh, d_bias_n, d_initial, d_gates_x
 

@@ -142,6 +142,8 @@ def build_autoencoder(
     sample_rate: int = 16000,
     hop_size: int = 64,
     scan_unroll: int = 1,
+    gru_impl: str = "scan",
+    decoder_dtype: str = "float32",
     key: Key,
 ) -> DDSPAutoencoder:
     """A freshly initialised autoencoder from a description: processor entries and decoder settings.
@@ -162,6 +164,10 @@ def build_autoencoder(
         Audio rate (Hz) and samples per control frame.
     scan_unroll : int
         GRU ``lax.scan`` unroll (speed only).
+    gru_impl : str
+        The decoder's GRU: ``"scan"`` or ``"pallas"`` (same values; see ``ddsp_core.decoder.GRU_IMPLS``).
+    decoder_dtype : str
+        ``"float32"`` or ``"bfloat16"`` (mixed-precision decoder; see ``ddsp_core.decoder.DECODER_DTYPES``).
     key : Key
         PRNG key of every initialisation.
     """
@@ -175,6 +181,8 @@ def build_autoencoder(
         n_mlp_layers=n_mlp_layers,
         z_dims=z_dims,
         scan_unroll=scan_unroll,
+        gru_impl=gru_impl,
+        decoder_dtype=decoder_dtype,
         key=decoder_key,
     )
     encoder = (

@@ -199,7 +199,11 @@ class TrainConfig:
     The optimiser is ``clip_by_global_norm(grad_clip) -> adam(exponential_decay(learning_rate, decay_steps,
     decay_rate))`` as magenta's solo-instrument training (design.md 6). ``scan_unroll`` is the decoder GRU's
     ``lax.scan`` unroll, a speed knob only (same numbers): 1 is best on CPUs, 8 made a batch-32 step 1.4x faster on
-    an H200 (README, Benchmarks).
+    an H200 (README, Benchmarks). ``gru_impl`` is how the decoder runs its GRU: ``"scan"`` (default) or ``"pallas"``
+    (one fused kernel, same values and gradients; meant for GPUs, interpreted and slow elsewhere).
+    ``decoder_dtype`` ``"bfloat16"`` runs the decoder's matrix products on bfloat16 operands with float32
+    accumulation (mixed precision: parameters, optimiser state, synthesis and loss stay float32, so checkpoints are
+    the same either way); ``"float32"`` is the default.
     """
 
     batch_size: int = 32
@@ -217,9 +221,13 @@ class TrainConfig:
     path: str = "pure"
     crop_samples: int = 0
     scan_unroll: int = 1
+    gru_impl: str = "scan"
+    decoder_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         _check_choice("train.path", self.path, ("pure", "datarax"))
+        _check_choice("train.gru_impl", self.gru_impl, ("scan", "pallas"))
+        _check_choice("train.decoder_dtype", self.decoder_dtype, ("float32", "bfloat16"))
         _check_positive("train", self, ("batch_size", "n_steps", "learning_rate", "decay_steps", "decay_rate",
                                         "grad_clip", "eval_every", "eval_examples", "checkpoint_every",
                                         "keep_checkpoints", "log_every", "scan_unroll"))

@@ -31,7 +31,8 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
 
 
 def build_model(config: Config, key: jax.Array) -> DDSPAutoencoder:
-    """A freshly initialised autoencoder described by ``config.model`` (GRU unroll from ``config.train``)."""
+    """A freshly initialised autoencoder described by ``config.model`` (GRU unroll, GRU implementation and decoder
+    precision from ``config.train``)."""
     model = config.model
     try:
         return build_autoencoder(
@@ -43,6 +44,8 @@ def build_model(config: Config, key: jax.Array) -> DDSPAutoencoder:
             sample_rate=model.sample_rate,
             hop_size=model.hop_size,
             scan_unroll=config.train.scan_unroll,
+            gru_impl=config.train.gru_impl,
+            decoder_dtype=config.train.decoder_dtype,
             key=key,
         )
     except ValueError as error:

@@ -212,3 +212,43 @@ def test_encoder_gives_z_per_decoder_frame_that_depends_on_timbre():
     assert float(jnp.max(jnp.abs(z_sine - z_square))) > 1e-3
     batched = eqx.filter_jit(lambda e, a: jax.vmap(lambda x: e(x, n_frames=N_FRAMES))(a))(encoder, jnp.stack([sine, square]))
     np.testing.assert_allclose(np.asarray(batched[1]), np.asarray(z_square), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [DDSPDecoder, RnnFcDecoder], ids=["linear", "rnn_fc"])
+def test_bfloat16_decoder_outputs_float32_close_to_float32_and_its_gradients_flow(cls):
+    float32 = cls(**SMALL, key=jax.random.key(0))
+    mixed = cls(**SMALL, decoder_dtype="bfloat16", key=jax.random.key(0))
+    f0, ld = _features()
+    out32, out16 = float32(f0, ld), mixed(f0, ld)
+    for name, value in out16.items():
+        assert value.dtype == jnp.float32
+        scale = float(jnp.max(jnp.abs(out32[name])))
+        error = float(jnp.max(jnp.abs(value - out32[name])))
+        assert 0.0 < error < 2e-2 * scale, (name, error, scale)
+
+    def loss(model):
+        return sum(jnp.sum(jnp.sin(x)) for x in model(f0, ld).values())
+
+    grads32 = jax.tree.leaves(eqx.filter_grad(loss)(float32))
+    grads16 = jax.tree.leaves(eqx.filter_grad(loss)(mixed))
+    assert len(grads16) == len(grads32)
+    for g16, g32 in zip(grads16, grads32, strict=True):
+        assert g16.dtype == jnp.float32  # float32 master weights get float32 gradients
+        assert float(jnp.linalg.norm(g16 - g32)) < 0.1 * float(jnp.linalg.norm(g32)) + 1e-6
+
+
+@pytest.mark.parametrize("cls", [DDSPDecoder, RnnFcDecoder], ids=["linear", "rnn_fc"])
+def test_pallas_gru_decoder_equals_the_scan_decoder(cls):
+    scan = cls(**SMALL, key=jax.random.key(0))
+    pallas = cls(**SMALL, gru_impl="pallas", key=jax.random.key(0))
+    f0, ld = (jnp.stack(pair) for pair in zip(_features(seed=1), _features(seed=2), strict=True))
+    expected, got = jax.vmap(scan)(f0, ld), jax.vmap(pallas)(f0, ld)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_gru_impl_or_decoder_dtype_is_rejected_with_the_argument_name():
+    with pytest.raises(ValueError, match="gru_impl must be one of scan, pallas"):
+        DDSPDecoder(**SMALL, gru_impl="cuda", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="decoder_dtype must be one of float32, bfloat16"):
+        RnnFcDecoder(**SMALL, decoder_dtype="float16", key=jax.random.key(0))

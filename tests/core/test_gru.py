@@ -98,3 +98,34 @@ def test_gradient_through_a_given_initial_state_equals_automatic_differentiation
     got = jax.grad(loss, argnums=(1, 2))(ours, cell, initial)
     for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)
+
+
+def test_bfloat16_products_keep_the_custom_gradient_equal_to_automatic_differentiation(cell_and_inputs):
+    """Mixed precision: the recurrence with bfloat16 operands against ``jax.grad`` of a scan of the same steps."""
+    from ddsp_core.gru import _step
+
+    cell, inputs = cell_and_inputs
+    gates = gru_input_gates(cell, inputs[0])
+    bias_n = cell.bias_n
+
+    def reference(weight_hh, gates):
+        step = lambda h, g: (_step(weight_hh, bias_n, h, g, jnp.dtype("bfloat16"))[0],) * 2  # noqa: E731
+        return jax.lax.scan(step, jnp.zeros(HIDDEN), gates)[1]
+
+    def ours(weight_hh, gates):
+        return gru_recurrence(eqx.tree_at(lambda c: c.weight_hh, cell, weight_hh), gates, matmul_dtype="bfloat16")
+
+    def loss(run, weight_hh, gates):
+        return jnp.sum(jnp.sin(run(weight_hh, gates)))
+
+    got_values, expected_values = ours(cell.weight_hh, gates), reference(cell.weight_hh, gates)
+    assert got_values.dtype == jnp.float32
+    np.testing.assert_allclose(got_values, expected_values, rtol=1e-5, atol=1e-6)
+    # bfloat16 operands round the products to about 3 significant digits: close to, but not equal to, float32
+    float32 = gru_recurrence(cell, gates)
+    assert 1e-4 < float(jnp.max(jnp.abs(got_values - float32))) < 5e-2
+    got = jax.grad(loss, argnums=(1, 2))(ours, cell.weight_hh, gates)
+    expected = jax.grad(loss, argnums=(1, 2))(reference, cell.weight_hh, gates)
+    for g, e in zip(got, expected, strict=True):
+        assert g.dtype == jnp.float32
+        assert float(jnp.linalg.norm(g - e) / jnp.linalg.norm(e)) < 2e-2

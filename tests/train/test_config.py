@@ -38,6 +38,20 @@ def test_scan_unroll_reaches_the_decoder_gru():
     assert build_model(preset("tiny"), jax.random.key(0)).decoder.scan_unroll == 1
 
 
+def test_gru_impl_and_decoder_dtype_reach_the_decoder_and_keep_the_checkpoint_fingerprint():
+    import jax
+
+    from train.modeling import build_model
+
+    base = preset("tiny")
+    config = apply_overrides(base, ["train.gru_impl=pallas", "train.decoder_dtype=bfloat16"])
+    decoder = build_model(config, jax.random.key(0)).decoder
+    assert (decoder.gru_impl, decoder.decoder_dtype) == ("pallas", "bfloat16")
+    assert (build_model(base, jax.random.key(0)).decoder.gru_impl, base.train.decoder_dtype) == ("scan", "float32")
+    # same parameters either way, so a float32 checkpoint can be fine-tuned in bfloat16 and back
+    assert config.model_fingerprint() == base.model_fingerprint()
+
+
 def test_overrides_parse_to_the_field_type():
     config = apply_overrides(
         preset("demo"),
@@ -96,6 +110,8 @@ def test_model_fingerprint_changes_with_the_model_only():
         ("data.source=youtube", "data.source='youtube'"),
         ("train.batch_size=0", "train.batch_size must be a finite number > 0, got 0"),
         ("train.scan_unroll=0", "train.scan_unroll must be a finite number > 0"),
+        ("train.gru_impl=cuda", "train.gru_impl='cuda'; expected one of scan, pallas"),
+        ("train.decoder_dtype=float16", "train.decoder_dtype='float16'; expected one of float32, bfloat16"),
         ("train.learning_rate=nan", "config key 'train.learning_rate' expects a finite number, got 'nan'"),
         ("train.learning_rate=inf", "config key 'train.learning_rate' expects a finite number, got 'inf'"),
         ("train.learning_rate=-1e-3", "train.learning_rate must be a finite number > 0, got -0.001"),
