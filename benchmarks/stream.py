@@ -5,10 +5,9 @@ paper-size model (hidden 512, 100 harmonics, 65 noise bands, 16000-tap reverb; u
 not depend on their values) and each block size (64 ... 2048 samples), it runs the block step
 
 * in process: ``jax.jit`` of :func:`ddsp_core.stream_engine.process_block` (weights as constants);
-* exported: the same step through ``jax.export`` (serialized, deserialized, called).
-
-(No onnxruntime column: jax2onnx 0.13-0.17 cannot be installed with our orbax-checkpoint pin, and 0.12.5, which can,
-does not convert this step; see the README's "Play it live".)
+* exported: the same step through ``jax.export`` (serialized, deserialized, called);
+* onnxruntime: the same step as ONNX (:func:`ddsp_core.stream_onnx.export_onnx`, serialized), in an onnxruntime
+  CPU session with one intra-op and one inter-op thread (as ``ddsp_player.OnnxInstrument`` runs it).
 
 warms up, then times ``--blocks`` consecutive blocks (each with its own state, as a host calls it) and prints the
 median and 99th-percentile block time, the 99th percentile as a share of the block's duration, and the real-time
@@ -22,7 +21,8 @@ block by block), and prints the multi-scale spectral distance of each stream to 
 of the offline render to the input audio).
 
 Single thread: ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` is set before jax is
-imported.
+imported. The machine's load average (``os.getloadavg``) is printed before and after the table: on a shared machine
+the 99th percentiles measure the other jobs as much as the step.
 """
 
 import os
@@ -41,9 +41,10 @@ from collections.abc import Callable  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+import onnxruntime  # noqa: E402
 from jax import export  # noqa: E402
 
-from ddsp_core import stream_engine, stream_export  # noqa: E402
+from ddsp_core import stream_engine, stream_export, stream_onnx  # noqa: E402
 from ddsp_core.model import build_autoencoder  # noqa: E402
 
 logger = logging.getLogger("benchmarks.stream")
@@ -108,7 +109,21 @@ def runtimes(model, frames: int) -> dict[str, Callable]:
         outputs = call(*state, f0_hz, loudness_db)
         return list(outputs[:-1]), outputs[-1]
 
-    return {"in-process jit": in_process, "jax.export": exported_call}
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    proto = stream_onnx.export_onnx(model, block_frames=frames, key=key)
+    session = onnxruntime.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    names = stream_export.state_names(model)
+
+    def onnx_call(state, f0_hz, loudness_db):
+        outputs = session.run(None, {**dict(zip(names, state)), "f0_hz": f0_hz, "loudness_db": loudness_db})
+        return outputs[:-1], outputs[-1]
+
+    return {"in-process jit": in_process, "jax.export": exported_call, "onnxruntime": onnx_call}
+
+
+def _load() -> str:
+    return "load average " + " / ".join(f"{value:.1f}" for value in os.getloadavg()) + " (1 / 5 / 15 min)"
 
 
 def quality(run_dir: str, n_examples: int) -> None:
@@ -155,7 +170,7 @@ def main() -> None:
     sizes = (128, 1024) if args.quick else BLOCK_SIZES
     n_blocks = 30 if args.quick else args.blocks
     print(f"# stream step, one CPU thread: {platform.processor() or platform.machine()}, jax {jax.__version__}, "
-          f"{n_blocks} blocks per row")
+          f"{n_blocks} blocks per row, {os.cpu_count()} cores, {_load()}")
     print("| model | block (samples / ms) | runtime | median ms | p99 ms | p99 / block | real-time factor | "
           "latency budget ms (exact / lowest features) |")
     print("|---|---|---|---|---|---|---|---|")
@@ -177,6 +192,7 @@ def main() -> None:
                 rtf = seconds.sum() / (n_blocks * block / rate)
                 print(f"| {name} | {block} / {block_ms:.1f} | {runtime} | {p50:.3f} | {p99:.3f} | "
                       f"{100.0 * p99 / block_ms:.0f}% | {rtf:.3f} | {budget} |", flush=True)
+    print(f"# after: {_load()}")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ from ddsp_core._typing import AnyArray, Key
 from ddsp_core.effects import fft_convolve
 from ddsp_core.noise import frame_noise, frequency_impulse_response
 from ddsp_core.core import remove_above_nyquist
-from ddsp_core.synths import _crossfade_weights, _cycles_from, _harmonic_bank
+from ddsp_core.synths import _crossfade_weights, _cycles_from, _harmonic_bank, as_frequency_hz
 
 __all__ = [
     "OSCILLATOR_LATENCY_FRAMES",
@@ -199,7 +199,7 @@ def harmonic_block(
     distribution = jnp.asarray(harmonic_distribution, jnp.float32)
     harmonic_amplitudes = jnp.asarray(amplitude, jnp.float32)[:, None] * distribution  # [k, n_harmonics]
     amps_start, amps_end = _with_previous(previous_amplitudes, harmonic_amplitudes)  # [k, n_harmonics] each
-    f0_start, f0_end = _with_previous(previous_f0_hz, f0_hz)  # [k] each
+    f0_start, f0_end = _with_previous(previous_f0_hz, as_frequency_hz(f0_hz))  # [k] each; NaN/negative: 0 Hz
     started = _hops_started(state, f0_start.shape[0])
     f0_envelope_hz, cycles, coarse, fine = _advance(
         state, _frequency_envelope(f0_start, f0_end, hop_size), sample_rate, False, started
@@ -246,7 +246,7 @@ def sinusoidal_block(
     """
     w_start, w_end = _crossfade_weights(hop_size, amp_resample)
     amps_start, amps_end = _with_previous(state.controls[0], amplitudes)  # [k, n_sinusoids]
-    freq_start, freq_end = _with_previous(state.controls[1], frequencies_hz)
+    freq_start, freq_end = _with_previous(state.controls[1], as_frequency_hz(frequencies_hz))  # NaN/negative: 0 Hz
     started = _hops_started(state, freq_start.shape[0])
     envelopes_hz, cycles, coarse, fine = _advance(
         state, _frequency_envelope(freq_start, freq_end, hop_size), sample_rate, False, started
@@ -301,7 +301,7 @@ def wavetable_block(
     previous_amplitude, previous_table, previous_f0_hz = state.controls
     amp_start, amp_end = _with_previous(previous_amplitude, amplitude)  # [k]
     table_start, table_end = _with_previous(previous_table, wavetables)  # [k, n_wavetable]
-    f0_start, f0_end = _with_previous(previous_f0_hz, f0_hz)
+    f0_start, f0_end = _with_previous(previous_f0_hz, as_frequency_hz(f0_hz))  # NaN/negative: 0 Hz
     started = _hops_started(state, f0_start.shape[0])
     _, cycles, coarse, fine = _advance(
         state, _frequency_envelope(f0_start, f0_end, hop_size), sample_rate, True, started

@@ -117,6 +117,35 @@ def test_wavetable_blocks_equal_offline_render_delayed_one_hop(blocking):
     assert_close_relative(streamed[HOP:], offline, REL_TOL)
 
 
+def _with_bad_frequencies(frequencies_hz: np.ndarray) -> np.ndarray:
+    """Frames 5-8 NaN, frames 20-22 negative: as offline, the block forms must take them as 0 Hz."""
+    frequencies_hz = frequencies_hz.copy()
+    frequencies_hz[5:9] = np.nan
+    frequencies_hz[20:23] = -300.0
+    return frequencies_hz
+
+
+@pytest.mark.parametrize("oscillator", ["harmonic", "sinusoidal", "wavetable"])
+def test_nan_and_negative_frequencies_stream_as_0_hz_like_offline(oscillator):
+    rng = np.random.default_rng(3)
+    amplitudes = rng.uniform(0.1, 1.0, N_FRAMES).astype(np.float32)
+    f0_hz = _with_bad_frequencies(_gliding_f0_hz(rng, N_FRAMES))
+    if oscillator == "harmonic":
+        controls = (amplitudes, np.full((N_FRAMES, 8), 1 / 8, np.float32), f0_hz)
+        offline, state = harmonic_synthesis, stream.harmonic_init(8)
+    elif oscillator == "sinusoidal":
+        controls = (np.repeat(amplitudes[:, None], 3, axis=1) / 3, f0_hz[:, None] * np.arange(1, 4, dtype=np.float32))
+        offline, state = sinusoidal_synthesis, stream.sinusoidal_init(3)
+    else:
+        controls = (amplitudes, rng.uniform(-1.0, 1.0, (N_FRAMES, 16)).astype(np.float32), f0_hz)
+        offline, state = wavetable_synthesis, stream.wavetable_init(16)
+    expected = offline(*controls, n_samples=N_FRAMES * HOP, sample_rate=SAMPLE_RATE)
+    step = functools.partial(getattr(stream, f"{oscillator}_block"), sample_rate=SAMPLE_RATE, hop_size=HOP)
+    streamed = _stream(step, state, BLOCKINGS["uneven"] + [1], *_with_last_frame_repeated(*controls))
+    assert np.all(np.isfinite(streamed)) and np.all(np.isfinite(expected))
+    assert_close_relative(streamed[HOP:], expected, REL_TOL)
+
+
 @pytest.mark.parametrize(
     ("blocking", "latency", "n_bands", "window_size"),
     [(blocking, "one hop", 65, 257) for blocking in BLOCKINGS]
