@@ -32,7 +32,10 @@ JAES 43(3), 1995, and F. Wefers, "Partitioned convolution algorithms for real-ti
 frequency-domain delay line).
 """
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import jax
@@ -205,11 +208,52 @@ def harmonic_block(
         state, _frequency_envelope(f0_start, f0_end, hop_size), sample_rate, False, started
     )  # [k, hop_size]
     with jax.named_scope("harmonic_block"):
-        audio = _harmonic_bank(
-            sample_rate / 2.0, amp_resample, _TWO_PI * cycles, f0_envelope_hz, amps_start, amps_end
-        )  # [k, hop_size]
+        if _DIRECT_HARMONIC_SINES.get():
+            audio = _harmonic_sum(sample_rate / 2.0, amp_resample, cycles, f0_envelope_hz, amps_start, amps_end)
+        else:
+            audio = _harmonic_bank(
+                sample_rate / 2.0, amp_resample, _TWO_PI * cycles, f0_envelope_hz, amps_start, amps_end
+            )  # [k, hop_size]
     new_state = OscillatorState((amps_end[-1], f0_end[-1]), coarse, fine, state.n_frames + f0_end.shape[0])
     return new_state, _silence_before_start(audio, started)
+
+
+def _harmonic_sum(
+    nyquist_hz: float, amp_resample: str, cycles: Array, f0_envelope_hz: Array, amps_start: Array, amps_end: Array
+) -> Array:
+    """``sum_k A_k(t) [k f0(t) < nyquist] sin(2 pi k cycles(t))`` per hop, every harmonic's sine computed directly.
+
+    ``cycles``, ``f0_envelope_hz``: ``(k, hop_size)``, the fundamental's phase in cycles (``[0, 1)``) and its
+    frequency; ``amps_start``, ``amps_end``: ``(k, n_harmonics)``. Harmonic ``k``'s phase ``k cycles mod 1`` is
+    exact: ``cycles`` is split into ``hi`` on a 2**-12 grid (``k hi`` is exact in float32 for ``k < 2**11``) and a
+    remainder below 2**-13. The offline bank (``synths._harmonic_bank``) gets the sines by the angle-addition
+    recurrence, which suits XLA and which :func:`harmonic_block` uses by default, so that the stream equals the
+    offline render to float32 rounding; this form differs from it by the recurrence's own rounding (1.7e-5 of the
+    peak with 100 harmonics). It is what the ONNX export traces (:func:`direct_harmonic_sines`): the recurrence
+    would unroll into ~20 graph nodes per harmonic, which ONNX runtimes run one by one. Returns ``(k, hop_size)``.
+    """
+    w_start, w_end = _crossfade_weights(cycles.shape[1], amp_resample)
+    numbers = np.arange(1, amps_start.shape[1] + 1, dtype=np.float32)
+    coarse = jnp.round(cycles * 4096.0) / 4096.0
+    fine = cycles - coarse
+    harmonic_cycles = jnp.mod(coarse[..., None] * numbers, 1.0) + fine[..., None] * numbers  # [k, hop_size, n]
+    sines = jnp.where(f0_envelope_hz[..., None] * numbers < nyquist_hz, jnp.sin(_TWO_PI * harmonic_cycles), 0.0)
+    return jnp.einsum("thn,tn->th", sines, amps_start) * w_start + jnp.einsum("thn,tn->th", sines, amps_end) * w_end
+
+
+_DIRECT_HARMONIC_SINES = contextvars.ContextVar("direct_harmonic_sines", default=False)
+
+
+@contextlib.contextmanager
+def direct_harmonic_sines() -> Iterator[None]:
+    """Within this context, :func:`harmonic_block` traces each harmonic's sine directly (``_harmonic_sum``) instead
+    of the offline bank's recurrence: for exporters whose runtimes pay per operation (ONNX). Affects tracing only;
+    a function jitted outside the context keeps the recurrence."""
+    token = _DIRECT_HARMONIC_SINES.set(True)
+    try:
+        yield
+    finally:
+        _DIRECT_HARMONIC_SINES.reset(token)
 
 
 def sinusoidal_init(n_sinusoids: int) -> OscillatorState:

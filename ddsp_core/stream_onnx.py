@@ -15,10 +15,13 @@ block size, to ONNX nodes, for exactly the primitives the built-in processors us
   is evaluated by jax at export time and stored as an initializer;
 * complex arrays become real arrays with a trailing axis of 2 (real, imaginary), and a real FFT of length ``n``
   a product with the ``n``-point DFT matrix (real and imaginary parts interleaved);
-* 32-bit integers are int64 holding the same value, wrapped to 32 bits after each add, multiply and shift; the PRNG
+* integers keep their dtype (onnxruntime adds, shifts and xors uint32 with wrap-around, as XLA); the PRNG
   primitives are expanded with jax's own threefry code, and the bitcast of random bits to float32 is decoded
   arithmetically (sign, exponent, mantissa), so the noise is bit for bit jax's;
-* gathers need indices known at export time (the reverb's delay-line rows).
+* gathers need indices known at export time (the reverb's delay-line rows);
+* the harmonic oscillator's sines are traced in their direct form (:func:`ddsp_core.stream.direct_harmonic_sines`),
+  not the offline bank's angle-addition recurrence, which would unroll into ~20 nodes per harmonic (onnxruntime
+  pays per node: 2x faster for the paper-size model); it differs by that recurrence's rounding (~2e-5 of the peak).
 
 Anything else raises ``NotImplementedError`` naming the primitive (e.g. a processor whose block form reads a table
 at data-dependent positions, like the wavetable).
@@ -43,6 +46,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ddsp_core._typing import Key
 from ddsp_core.model import DDSPAutoencoder
+from ddsp_core.stream import direct_harmonic_sines
 from ddsp_core.stream_export import flat_step, state_names
 
 __all__ = ["OPSET", "export_onnx", "function_to_onnx"]
@@ -50,7 +54,6 @@ __all__ = ["OPSET", "export_onnx", "function_to_onnx"]
 OPSET = 18
 """ONNX operator set of the exported graph (``BitwiseAnd`` and ``ReduceMax`` with ``axes`` as an input need 18)."""
 
-_MASK32 = 0xFFFFFFFF
 _UNARY = {"neg": "Neg", "sin": "Sin", "cos": "Cos", "tanh": "Tanh", "log": "Log", "exp": "Exp", "sqrt": "Sqrt",
           "logistic": "Sigmoid", "floor": "Floor", "ceil": "Ceil", "sign": "Sign", "tan": "Tan",
           "stop_gradient": "Identity", "copy": "Identity", "copy_p": "Identity", "optimization_barrier": "Identity"}
@@ -85,8 +88,10 @@ def _onnx_shape(aval) -> tuple[int, ...]:
 
 
 def _onnx_type(dtype) -> int:
-    if _is_key(dtype) or _is_integer(dtype):
-        return TensorProto.INT64
+    if _is_key(dtype):
+        return TensorProto.UINT32
+    if _is_integer(dtype):
+        return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     if _is_complex(dtype) or dtype == np.float32:
         return TensorProto.FLOAT
     if dtype == np.float64:
@@ -99,12 +104,10 @@ def _onnx_type(dtype) -> int:
 def _onnx_form(value, dtype) -> np.ndarray:
     """A constant of jax dtype ``dtype`` as the array the graph holds (see :func:`_onnx_shape`)."""
     if _is_key(dtype):
-        return np.asarray(jax.random.key_data(value)).astype(np.int64)
+        return np.asarray(jax.random.key_data(value))
     value = np.asarray(value)
     if _is_complex(dtype):
         return np.stack([value.real, value.imag], axis=-1).astype(np.float32)
-    if _is_integer(dtype):
-        return value.astype(np.int64)
     return value.astype(dtype)
 
 
@@ -167,15 +170,6 @@ class _GraphBuilder:
 
     def reshape(self, name: str, shape) -> str:
         return self.op("Reshape", name, self.ints(shape))
-
-    def wrap(self, name: str, dtype) -> str:
-        """Bring an int64 result back into ``dtype``'s 32-bit range (two's complement wrap-around)."""
-        if dtype == np.uint32:
-            return self.op("BitwiseAnd", name, self.ints(_MASK32))
-        if dtype == np.int32:
-            shifted = self.op("BitwiseAnd", self.op("Add", name, self.ints(2**31)), self.ints(_MASK32))
-            return self.op("Sub", shifted, self.ints(2**31))
-        return name
 
     def real_imag(self, name: str) -> tuple[str, str]:
         """The real and imaginary parts (trailing axis dropped) of a complex value's ONNX form."""
@@ -267,8 +261,7 @@ class _GraphBuilder:
             real = self.op("Sub", self.op("Mul", ar, br), self.op("Mul", ai, bi))
             imag = self.op("Add", self.op("Mul", ar, bi), self.op("Mul", ai, br))
             return [self._out(eqn, self.make_complex(real, imag))]
-        out = self.op(op_type, a, b)
-        return [self._out(eqn, self.wrap(out, dtype) if op_type in ("Add", "Sub", "Mul") else out)]
+        return [self._out(eqn, self.op(op_type, a, b))]
 
     def _rem(self, eqn, inputs) -> list:
         return [self._out(eqn, self.op("Mod", *self._names(eqn, inputs), fmod=1))]  # C fmod, as lax.rem
@@ -280,7 +273,7 @@ class _GraphBuilder:
     def _not(self, eqn, inputs) -> list:
         (x,) = self._names(eqn, inputs)
         dtype = eqn.outvars[0].aval.dtype
-        return [self._out(eqn, self.op("Not", x) if dtype == np.bool_ else self.wrap(self.op("BitwiseNot", x), dtype))]
+        return [self._out(eqn, self.op("Not" if dtype == np.bool_ else "BitwiseNot", x))]
 
     def _ne(self, eqn, inputs) -> list:
         return [self._out(eqn, self.op("Not", self.op("Equal", *self._names(eqn, inputs))))]
@@ -336,21 +329,23 @@ class _GraphBuilder:
             return [self._out(eqn, self.op("Where", predicate, cases[1], cases[0]))]
         result = cases[0]
         for index, case in enumerate(cases[1:], start=1):
-            result = self.op("Where", self.op("Equal", predicate, self.ints(index)), case, result)
+            index_value = self.const(np.asarray(index, eqn.invars[0].aval.dtype))
+            result = self.op("Where", self.op("Equal", predicate, index_value), case, result)
         return [self._out(eqn, result)]
 
     def _shift(self, eqn, inputs, *, left: bool) -> list:
+        """uint32 shifts by constants; shifting by 32 or more gives 0, as lax (``threefry_seed`` shifts by 32)."""
         dtype = eqn.outvars[0].aval.dtype
         if dtype != np.uint32 or isinstance(inputs[1], _Tensor):
             raise NotImplementedError(f"ONNX export: {eqn.primitive.name} is translated for uint32 values shifted "
                                       f"by constants only, got {dtype}")
-        shift = np.asarray(inputs[1]).astype(np.int64)
+        shift = np.asarray(inputs[1])
         x = self.name(inputs[0], eqn.invars[0].aval)
-        if left:  # x * 2**s < 2**63 for s <= 31; s >= 32 gives 0, as lax
-            factor = np.where(shift >= 32, 0, np.left_shift(1, np.minimum(shift, 31)))
-            return [self._out(eqn, self.wrap(self.op("Mul", x, self.ints(factor)), dtype))]
-        divisor = np.left_shift(1, np.minimum(shift, 32))
-        return [self._out(eqn, self.op("Div", x, self.ints(divisor)))]
+        amount = self.const(np.where(shift >= 32, 0, shift).astype(np.uint32))
+        out = self.op("BitShift", x, amount, direction="LEFT" if left else "RIGHT")
+        if np.any(shift >= 32):
+            out = self.op("Where", self.const(shift >= 32), self.const(np.uint32(0)), out)
+        return [self._out(eqn, out)]
 
     def _shift_left(self, eqn, inputs) -> list:
         return self._shift(eqn, inputs, left=True)
@@ -368,8 +363,6 @@ class _GraphBuilder:
             return [self._out(eqn, self.make_complex(self.op("Cast", x, to=TensorProto.FLOAT), zero))]
         if _is_complex(source):
             x = self.real_imag(x)[0]
-        if _is_integer(target) and _is_integer(source):
-            return [self._out(eqn, self.wrap(x, target) if target != source else x)]
         if _onnx_type(target) == _onnx_type(source):
             return [self._out(eqn, x)]
         return [self._out(eqn, self.op("Cast", x, to=_onnx_type(target)))]
@@ -380,19 +373,22 @@ class _GraphBuilder:
         if source != np.uint32 or target != np.float32:
             raise NotImplementedError(f"ONNX export: bitcast from {source} to {target} is not translated")
         (bits,) = self._names(eqn, inputs)
-        exponent = self.op("BitwiseAnd", self.op("Div", bits, self.ints(2**23)), self.ints(0xFF))
-        mantissa = self.op("BitwiseAnd", bits, self.ints(2**23 - 1))
-        negative = self.op("Equal", self.op("Div", bits, self.ints(2**31)), self.ints(1))
-        normal = self.op("Greater", exponent, self.ints(0))
-        significand = self.op("Add", mantissa, self.op("Where", normal, self.ints(2**23), self.ints(0)))
-        scale_exponent = self.op("Sub", self.op("Max", exponent, self.ints(1)), self.ints(150))
-        magnitude = self.op("Mul", self.op("Cast", significand, to=TensorProto.DOUBLE),
-                            self.op("Pow", self.const(np.float64(2.0)),
-                                    self.op("Cast", scale_exponent, to=TensorProto.DOUBLE)))
-        special = self.op("Where", self.op("Equal", mantissa, self.ints(0)), self.const(np.float64(np.inf)),
+
+        def field(shift: int, mask: int) -> str:  # (bits >> shift) & mask, as float64
+            shifted = self.op("BitShift", bits, self.const(np.uint32(shift)), direction="RIGHT") if shift else bits
+            return self.op("Cast", self.op("BitwiseAnd", shifted, self.const(np.uint32(mask))), to=TensorProto.DOUBLE)
+
+        exponent, mantissa, sign_bit = field(23, 0xFF), field(0, 2**23 - 1), field(31, 1)
+        zero, one = self.const(np.float64(0.0)), self.const(np.float64(1.0))
+        normal = self.op("Greater", exponent, zero)
+        significand = self.op("Add", mantissa, self.op("Where", normal, self.const(np.float64(2**23)), zero))
+        scale = self.op("Pow", self.const(np.float64(2.0)),
+                        self.op("Sub", self.op("Max", exponent, one), self.const(np.float64(150.0))))
+        magnitude = self.op("Mul", significand, scale)
+        special = self.op("Where", self.op("Equal", mantissa, zero), self.const(np.float64(np.inf)),
                           self.const(np.float64(np.nan)))
-        magnitude = self.op("Where", self.op("Equal", exponent, self.ints(255)), special, magnitude)
-        sign = self.op("Where", negative, self.const(np.float64(-1.0)), self.const(np.float64(1.0)))
+        magnitude = self.op("Where", self.op("Equal", exponent, self.const(np.float64(255.0))), special, magnitude)
+        sign = self.op("Sub", one, self.op("Mul", sign_bit, self.const(np.float64(2.0))))
         value = self.op("Mul", sign, magnitude)  # -1 * 0 is -0
         return [self._out(eqn, self.op("Cast", value, to=TensorProto.FLOAT))]
 
@@ -512,7 +508,7 @@ class _GraphBuilder:
     def _cumsum(self, eqn, inputs) -> list:
         (x,) = self._names(eqn, inputs)
         out = self.op("CumSum", x, self.ints(eqn.params["axis"]), reverse=int(eqn.params["reverse"]))
-        return [self._out(eqn, self.wrap(out, eqn.outvars[0].aval.dtype))]
+        return [self._out(eqn, out)]
 
     def _dot_general(self, eqn, inputs) -> list:
         (lhs_contract, rhs_contract), (lhs_batch, rhs_batch) = eqn.params["dimension_numbers"]
@@ -707,5 +703,6 @@ def export_onnx(model: DDSPAutoencoder, *, block_frames: int, key: Key) -> onnx.
     """
     step, specs = flat_step(model, block_frames=block_frames, key=key)
     names = state_names(model)
-    return function_to_onnx(step, specs, input_names=[*names, "f0_hz", "loudness_db"],
-                            output_names=[*(f"next.{name}" for name in names), "audio"])
+    with direct_harmonic_sines():
+        return function_to_onnx(step, specs, input_names=[*names, "f0_hz", "loudness_db"],
+                                output_names=[*(f"next.{name}" for name in names), "audio"])
