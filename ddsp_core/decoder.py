@@ -20,6 +20,7 @@ MFCC -> LayerNorm -> GRU -> Linear to ``z_dims`` per frame, used for timbre cond
 """
 
 import abc
+import math
 from collections.abc import Mapping
 
 import equinox as eqx
@@ -44,6 +45,7 @@ __all__ = [
     "RnnFcDecoder",
     "decoder_parameter_count",
     "gru_over_frames",
+    "keras_initialise",
     "parameter_count",
     "parameter_summary",
     "scale_decoder_inputs",
@@ -65,7 +67,7 @@ fused kernel of ``ddsp_core.gru_pallas``; same values and gradients, meant for G
 
 
 def scale_decoder_inputs(
-    f0_hz: Float[AnyArray, " n_frames"], loudness_db: Float[AnyArray, " n_frames"]
+    f0_hz: Float[AnyArray, " n_frames"], loudness_db: Float[AnyArray, " n_frames"], *, loudness_ref_db: float = 0.0
 ) -> Float[Array, "n_frames 2"]:
     """Scale pitch and loudness to roughly [0, 1], the decoder's input features.
 
@@ -75,11 +77,15 @@ def scale_decoder_inputs(
         Fundamental frequency per frame, Hz. 0 Hz (unvoiced) maps to MIDI 0.
     loudness_db : Float[AnyArray, "n_frames"]
         A-weighted loudness per frame, dB (>= -80; loud notes reach about +25, see ``compute_loudness``).
+    loudness_ref_db : float
+        The loudness that scales to 1 (keyword only). 0 (the default) scales ``compute_loudness``'s 0 dB to 1, so
+        loud notes go above 1; magenta's loudness sits about 20.7 dB lower (its NSynth reference), which
+        ``loudness_ref_db=20.7`` reproduces on our loudness.
 
     Returns
     -------
     Float[Array, "n_frames 2"]
-        Columns ``[hz_to_midi(f0_hz) / 127, loudness_db / 80 + 1]``.
+        Columns ``[hz_to_midi(f0_hz) / 127, (loudness_db - loudness_ref_db) / 80 + 1]``.
 
     Notes
     -----
@@ -95,7 +101,7 @@ def scale_decoder_inputs(
     DDSPDecoder : consumes these features.
     """
     f0_scaled = hz_to_midi(jnp.asarray(f0_hz)) / F0_RANGE_MIDI
-    loudness_scaled = jnp.asarray(loudness_db) / LOUDNESS_RANGE_DB + 1.0
+    loudness_scaled = (jnp.asarray(loudness_db) - loudness_ref_db) / LOUDNESS_RANGE_DB + 1.0
     return jnp.stack([f0_scaled, loudness_scaled], axis=-1)  # [n_frames, 2]
 
 
@@ -197,6 +203,12 @@ def _check_decoder_arguments(
     return splits
 
 
+def _check_reference(loudness_ref_db: float) -> float:
+    if not math.isfinite(loudness_ref_db):
+        raise ValueError(f"loudness_ref_db must be a finite number of dB, got {loudness_ref_db}")
+    return float(loudness_ref_db)
+
+
 def _split_outputs(flat: Float[Array, "n_frames n_out"], splits: tuple[tuple[str, int], ...]) -> dict[str, Array]:
     """Cut one ``(n_frames, sum of sizes)`` head into named ``(n_frames, size)`` outputs (magenta ``output_splits``)."""
     outputs, start = {}, 0
@@ -242,6 +254,7 @@ class _Decoder(eqx.Module):
         return gru_recurrence(
             self.gru, gates, unroll=self.scan_unroll, initial=initial, matmul_dtype=self.matmul_dtype
         )
+    loudness_ref_db: eqx.AbstractVar[float]
 
     @abc.abstractmethod
     def gru_inputs(self, f0_hz, loudness_db, z=None) -> tuple[Array, Array]:
@@ -309,6 +322,8 @@ class DDSPDecoder(_Decoder):
         ``"scan"`` (default) or ``"pallas"``: see :data:`GRU_IMPLS`.
     decoder_dtype : str
         ``"float32"`` (default) or ``"bfloat16"`` (mixed precision): see :data:`DECODER_DTYPES`.
+    loudness_ref_db : float
+        The loudness scaled to 1 at the input (see :func:`scale_decoder_inputs`; default 0).
     key : Key
         PRNG key for the initialisation (keyword only).
 
@@ -347,6 +362,7 @@ class DDSPDecoder(_Decoder):
     scan_unroll: int = eqx.field(static=True)
     gru_impl: str = eqx.field(static=True)
     decoder_dtype: str = eqx.field(static=True)
+    loudness_ref_db: float = eqx.field(static=True)
 
     def __init__(
         self,
@@ -358,6 +374,7 @@ class DDSPDecoder(_Decoder):
         scan_unroll: int = 1,
         gru_impl: str = "scan",
         decoder_dtype: str = "float32",
+        loudness_ref_db: float = 0.0,
         key: Key,
     ):
         self.output_splits = _check_decoder_arguments(
@@ -379,6 +396,7 @@ class DDSPDecoder(_Decoder):
         self.hidden_size = hidden_size
         self.z_dims = z_dims
         self.scan_unroll = scan_unroll
+        self.loudness_ref_db = _check_reference(loudness_ref_db)
 
     def gru_inputs(
         self,
@@ -392,7 +410,7 @@ class DDSPDecoder(_Decoder):
 
     def _features(self, f0_hz: AnyArray, loudness_db: AnyArray, z: AnyArray | None) -> Array:
         _check_z(z, self.z_dims)
-        features = scale_decoder_inputs(f0_hz, loudness_db)  # [n_frames, 2]
+        features = scale_decoder_inputs(f0_hz, loudness_db, loudness_ref_db=self.loudness_ref_db)  # [n_frames, 2]
         if z is not None:
             features = jnp.concatenate([features, jnp.asarray(z)], axis=-1)  # [n_frames, 2 + z_dims]
         return features
@@ -459,6 +477,8 @@ class RnnFcDecoder(_Decoder):
         ``unroll`` of the GRU's ``lax.scan`` (speed only).
     gru_impl, decoder_dtype : str
         As in :class:`DDSPDecoder`.
+    loudness_ref_db : float
+        The loudness scaled to 1 at the input (see :func:`scale_decoder_inputs`; default 0).
     key : Key
         PRNG key for the initialisation.
 
@@ -484,6 +504,7 @@ class RnnFcDecoder(_Decoder):
     scan_unroll: int = eqx.field(static=True)
     gru_impl: str = eqx.field(static=True)
     decoder_dtype: str = eqx.field(static=True)
+    loudness_ref_db: float = eqx.field(static=True)
 
     def __init__(
         self,
@@ -495,6 +516,7 @@ class RnnFcDecoder(_Decoder):
         scan_unroll: int = 1,
         gru_impl: str = "scan",
         decoder_dtype: str = "float32",
+        loudness_ref_db: float = 0.0,
         key: Key,
     ):
         self.output_splits = _check_decoder_arguments(
@@ -520,6 +542,7 @@ class RnnFcDecoder(_Decoder):
         self.hidden_size = hidden_size
         self.z_dims = z_dims
         self.scan_unroll = scan_unroll
+        self.loudness_ref_db = _check_reference(loudness_ref_db)
 
     def gru_inputs(
         self,
@@ -529,7 +552,7 @@ class RnnFcDecoder(_Decoder):
     ) -> tuple[Float[Array, "n_frames d"], Float[Array, "n_frames d"]]:
         """The per-frame part before the GRU: the concatenated input MLP outputs (GRU input and skip)."""
         _check_z(z, self.z_dims)
-        features = scale_decoder_inputs(f0_hz, loudness_db)  # [n_frames, 2]
+        features = scale_decoder_inputs(f0_hz, loudness_db, loudness_ref_db=self.loudness_ref_db)  # [n_frames, 2]
         inputs = [features[:, 0:1], features[:, 1:2]] + ([jnp.asarray(z)] if z is not None else [])
         x = jnp.concatenate(
             [_run_stack(s, v, self.matmul_dtype) for s, v in zip(self.input_stacks, inputs, strict=True)], axis=-1
@@ -542,6 +565,59 @@ class RnnFcDecoder(_Decoder):
         """The per-frame part after the GRU: ``[skip, hidden] -> output MLP -> named raw outputs``."""
         x = _run_stack(self.output_stack, jnp.concatenate([skip, hidden_states], axis=-1), self.matmul_dtype)
         return _split_outputs(_linear_over_frames(self.head, x, self.matmul_dtype), self.output_splits)
+
+
+def _keras_linear(layer: eqx.nn.Linear, key: Key) -> eqx.nn.Linear:
+    weight = jax.nn.initializers.glorot_uniform()(key, layer.weight.shape[::-1], layer.weight.dtype).T
+    layer = eqx.tree_at(lambda m: m.weight, layer, weight)
+    return layer if layer.bias is None else eqx.tree_at(lambda m: m.bias, layer, jnp.zeros_like(layer.bias))
+
+
+def _keras_gru(cell: eqx.nn.GRUCell, key: Key) -> eqx.nn.GRUCell:
+    input_key, recurrent_key = jax.random.split(key)
+    # Keras's kernels are (inputs, 3 hidden); Equinox stores their transposes.
+    weight_ih = jax.nn.initializers.glorot_uniform()(input_key, cell.weight_ih.shape[::-1]).T
+    weight_hh = jax.nn.initializers.orthogonal()(recurrent_key, cell.weight_hh.shape[::-1]).T
+    return eqx.tree_at(
+        lambda m: (m.weight_ih, m.weight_hh, m.bias, m.bias_n),
+        cell,
+        (weight_ih, weight_hh, jnp.zeros_like(cell.bias), jnp.zeros_like(cell.bias_n)),
+    )
+
+
+def keras_initialise(decoder: eqx.Module, *, key: Key) -> eqx.Module:
+    """The same decoder with Keras's default initialisation (what magenta's decoders start from).
+
+    Every ``Linear`` gets Glorot-uniform weights and zero biases; every ``GRUCell`` Glorot-uniform input weights,
+    orthogonal recurrent weights and zero biases (Keras ``Dense`` and ``GRU`` defaults). Equinox's own default,
+    uniform in ``±1/sqrt(fan_in)`` for weights and biases alike, starts a 1-input layer (``RnnFcDecoder``'s f0 and
+    loudness stacks) with weights and biases of up to ±1. LayerNorms keep scale 1 and offset 0 in both.
+
+    Parameters
+    ----------
+    decoder : eqx.Module
+        A decoder (or any module holding ``eqx.nn.Linear`` / ``eqx.nn.GRUCell`` layers).
+    key : Key
+        PRNG key (keyword only); layer ``i`` in tree order uses ``fold_in(key, i)``.
+
+    Examples
+    --------
+    >>> decoder = keras_initialise(DDSPDecoder(output_sizes={"amp": 1}, hidden_size=8, key=jax.random.key(0)),
+    ...                            key=jax.random.key(1))
+    >>> float(jnp.abs(decoder.head.bias).max()), decoder.gru.weight_hh.shape
+    (0.0, (24, 8))
+    """
+    layers = (eqx.nn.Linear, eqx.nn.GRUCell)
+    count = iter(range(1 << 30))
+
+    def reinitialise(leaf):
+        if isinstance(leaf, eqx.nn.Linear):
+            return _keras_linear(leaf, jax.random.fold_in(key, next(count)))
+        if isinstance(leaf, eqx.nn.GRUCell):
+            return _keras_gru(leaf, jax.random.fold_in(key, next(count)))
+        return leaf
+
+    return jax.tree_util.tree_map(reinitialise, decoder, is_leaf=lambda leaf: isinstance(leaf, layers))
 
 
 AnyDecoder = DDSPDecoder | RnnFcDecoder

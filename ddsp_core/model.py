@@ -34,7 +34,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from ddsp_core._typing import AnyArray, Key
-from ddsp_core.decoder import DECODERS, AnyDecoder, MfccEncoder
+from ddsp_core.decoder import DECODERS, AnyDecoder, MfccEncoder, keras_initialise
 from ddsp_core.processors import Effect, Instrument, Rendered, Source, build_processor, render
 from ddsp_core.spectral import DEFAULT_FFT_SIZES, multiscale_spectral_loss
 
@@ -47,6 +47,9 @@ __all__ = [
     "decode",
     "reconstruction_loss",
 ]
+
+DECODER_INITS = ("equinox", "keras")
+"""Decoder initialisations :func:`build_autoencoder` knows."""
 
 
 class DDSPAutoencoder(eqx.Module):
@@ -144,6 +147,8 @@ def build_autoencoder(
     scan_unroll: int = 1,
     gru_impl: str = "scan",
     decoder_dtype: str = "float32",
+    loudness_ref_db: float = 0.0,
+    init: str = "equinox",
     key: Key,
 ) -> DDSPAutoencoder:
     """A freshly initialised autoencoder from a description: processor entries and decoder settings.
@@ -168,11 +173,18 @@ def build_autoencoder(
         The decoder's GRU: ``"scan"`` or ``"pallas"`` (same values; see ``ddsp_core.decoder.GRU_IMPLS``).
     decoder_dtype : str
         ``"float32"`` or ``"bfloat16"`` (mixed-precision decoder; see ``ddsp_core.decoder.DECODER_DTYPES``).
+    loudness_ref_db : float
+        The loudness the decoder scales to 1 (:func:`~ddsp_core.decoder.scale_decoder_inputs`).
+    init : str
+        The decoder's initialisation: ``"equinox"`` (Equinox's layer defaults) or ``"keras"`` (Glorot / orthogonal
+        weights and zero biases, as magenta's decoders start; :func:`~ddsp_core.decoder.keras_initialise`).
     key : Key
         PRNG key of every initialisation.
     """
     if decoder not in DECODERS:
         raise ValueError(f"decoder={decoder!r}; expected one of {', '.join(DECODERS)}")
+    if init not in DECODER_INITS:
+        raise ValueError(f"init={init!r}; expected one of {', '.join(DECODER_INITS)}")
     instrument_key, decoder_key, encoder_key = jax.random.split(key, 3)
     instrument = build_instrument(entries, sample_rate=sample_rate, hop_size=hop_size, key=instrument_key)
     network = DECODERS[decoder](
@@ -183,8 +195,11 @@ def build_autoencoder(
         scan_unroll=scan_unroll,
         gru_impl=gru_impl,
         decoder_dtype=decoder_dtype,
+        loudness_ref_db=loudness_ref_db,
         key=decoder_key,
     )
+    if init == "keras":
+        network = keras_initialise(network, key=jax.random.fold_in(decoder_key, 1))
     encoder = (
         MfccEncoder(z_dims=z_dims, sample_rate=sample_rate, hidden_size=hidden_size, scan_unroll=scan_unroll,
                     key=encoder_key)

@@ -187,13 +187,18 @@ def restore_state(directory: Path, step: int, template: Any) -> Any:
 
 
 def check_compatible(config: Config, meta: dict[str, Any], where: Path) -> None:
-    """Refuse a checkpoint made with another model configuration, naming the fields that differ."""
+    """Refuse a checkpoint made with another model configuration, naming the fields that differ.
+
+    A checkpoint written before a model setting existed (its fingerprint lacks it) is compatible when that setting
+    is at its default."""
     if meta.get("model_fingerprint") == config.model_fingerprint():
         return
-    differences = model_differences(meta.get("config", {}).get("model", {}), config)
-    raise CheckpointError(
-        f"checkpoint {where} was made with another model configuration ({'; '.join(differences) or 'unknown'})"
-    )
+    saved = meta.get("config", {}).get("model")
+    differences = model_differences(saved, config) if isinstance(saved, dict) else ["no saved model settings"]
+    if differences:
+        raise CheckpointError(
+            f"checkpoint {where} was made with another model configuration ({'; '.join(differences)})"
+        )
 
 
 def parse_choice(text: str) -> str | int:

@@ -162,6 +162,12 @@ class ModelConfig:
         MLP depth (per input and after the GRU for ``rnn_fc``).
     z_dims : int
         0: no z-encoder; otherwise an MFCC encoder feeds a z of this size, trained end to end.
+    loudness_ref_db : float
+        The loudness the decoder's input scaling maps to 1 (``(loudness_db - loudness_ref_db) / 80 + 1``, see
+        ``ddsp_core.decoder.scale_decoder_inputs``); 20.7 puts our loudness at magenta's NSynth reference.
+    decoder_init : str
+        ``"equinox"`` (Equinox's layer defaults) or ``"keras"`` (Glorot / orthogonal weights, zero biases: how
+        magenta's decoders start).
     processors : tuple of dict
         The instrument: processor entries in signal order, each ``{"type": ..., "weight": ... (sources),
         settings...}`` (see ``ddsp_core.model.build_instrument``). In a TOML file, one ``[[model.processors]]``
@@ -175,13 +181,18 @@ class ModelConfig:
     hidden_size: int = 512
     n_mlp_layers: int = 3
     z_dims: int = 0
+    loudness_ref_db: float = 0.0
+    decoder_init: str = "equinox"
     processors: tuple[dict[str, Any], ...] = DEFAULT_PROCESSORS
 
     def __post_init__(self) -> None:
         _check_positive("model", self, ("hidden_size", "sample_rate", "hop_size", "n_samples", "n_mlp_layers"))
         _check_choice("model.decoder", self.decoder, ("linear", "rnn_fc"))
+        _check_choice("model.decoder_init", self.decoder_init, ("equinox", "keras"))
         if self.z_dims < 0:
             raise ConfigError(f"model.z_dims must be >= 0, got {self.z_dims}")
+        if not math.isfinite(self.loudness_ref_db):
+            raise ConfigError(f"model.loudness_ref_db must be a finite number of dB, got {self.loudness_ref_db}")
         if self.n_samples % self.hop_size:
             raise ConfigError(f"model.n_samples={self.n_samples} must be a multiple of model.hop_size={self.hop_size}")
         object.__setattr__(self, "processors", tuple(dict(entry) for entry in self.processors))
@@ -197,7 +208,8 @@ class TrainConfig:
     """Optimisation and bookkeeping.
 
     The optimiser is ``clip_by_global_norm(grad_clip) -> adam(exponential_decay(learning_rate, decay_steps,
-    decay_rate))`` as magenta's solo-instrument training (design.md 6). ``scan_unroll`` is the decoder GRU's
+    decay_rate, staircase=decay_staircase))`` as magenta's solo-instrument training (design.md 6; magenta's decay is
+    continuous, ``decay_staircase = false``). ``scan_unroll`` is the decoder GRU's
     ``lax.scan`` unroll, a speed knob only (same numbers): 1 is best on CPUs, 8 made a batch-32 step 1.4x faster on
     an H200 (README, Benchmarks). ``gru_impl`` is how the decoder runs its GRU: ``"scan"`` (default) or ``"pallas"``
     (one fused kernel, same values and gradients; meant for GPUs, interpreted and slow elsewhere).
@@ -211,6 +223,7 @@ class TrainConfig:
     learning_rate: float = 3e-4
     decay_steps: int = 10000
     decay_rate: float = 0.98
+    decay_staircase: bool = False
     grad_clip: float = 3.0
     seed: int = 0
     eval_every: int = 500
@@ -489,8 +502,11 @@ def _flat_model(model: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_differences(saved_model: dict[str, Any], config: Config) -> list[str]:
-    """What differs between a saved model section and ``config``'s, as ``key: checkpoint X vs config Y``."""
-    saved, ours = _flat_model(saved_model), _flat_model(config.to_dict()["model"])
+    """What differs between a saved model section and ``config``'s, as ``key: checkpoint X vs config Y``.
+
+    A setting added after the checkpoint was written (absent from ``saved_model``) counts as its default."""
+    defaults = {key: value for key, value in Config().to_dict()["model"].items() if key != "processors"}
+    saved, ours = _flat_model({**defaults, **saved_model}), _flat_model(config.to_dict()["model"])
     return [
         f"{key}: checkpoint {saved.get(key)!r} vs config {ours.get(key)!r}"
         for key in sorted(set(saved) | set(ours)) if saved.get(key) != ours.get(key)

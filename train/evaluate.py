@@ -42,6 +42,28 @@ def _audible_f0(f0_hz: np.ndarray, loudness_db: np.ndarray) -> np.ndarray:
     return np.where(loudness_db > AUDIBLE_DB, f0_hz, np.nan)
 
 
+def score_resynthesis(test: dict[str, np.ndarray], resynthesis: np.ndarray, *, crepe_model: str
+                      ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The evaluation's three numbers for a resynthesis of the first ``len(resynthesis)`` test examples, and the
+    resynthesis's features (f0, confidence, loudness).
+
+    ``test`` holds the split's ``audio``, ``f0_hz``, ``f0_confidence`` and ``loudness_db``; ``resynthesis`` is
+    ``(count, n_samples)`` audio from any system (ours, or a peer's for ``benchmarks/quality.py``); f0 and loudness
+    of the resynthesis are extracted with ``crepe_model`` as the dataset's features were.
+    """
+    count = len(resynthesis)
+    if resynthesis.shape != test["audio"][:count].shape:
+        raise ValueError(f"resynthesis has shape {resynthesis.shape}; expected {test['audio'][:count].shape} "
+                         "(the test audio's)")
+    features = extract_features(resynthesis, crepe_model=crepe_model)
+    voiced = (test["f0_confidence"][:count] >= VOICED_CONFIDENCE) & (test["loudness_db"][:count] > AUDIBLE_DB)
+    return {
+        "spectral_loss": float(multiscale_spectral_loss(test["audio"][:count], resynthesis)),
+        "f0_error_cents": cents_error(test["f0_hz"][:count], features["f0_hz"], voiced),
+        "loudness_l1_db": float(np.mean(np.abs(features["loudness_db"] - test["loudness_db"][:count]))),
+    }, features
+
+
 def run_model(params: Any, static: Any, f0_hz: np.ndarray, loudness_db: np.ndarray, audio: np.ndarray | None = None,
               *, seed: int = 0, batch_size: int = 8) -> dict[str, np.ndarray]:
     """Run the autoencoder over many examples in batches; return stacked host arrays of every output
@@ -75,16 +97,8 @@ def evaluate_run(config: Config, params: Any, static: Any, dataset_dir: Path, ou
     outputs = run_model(params, static, test["f0_hz"][:count], test["loudness_db"][:count], audio)
     resynthesis = outputs["audio"]
 
-    loss = float(multiscale_spectral_loss(audio, resynthesis))
-    features = extract_features(resynthesis, crepe_model=config.data.crepe_model)
-    voiced = (test["f0_confidence"][:count] >= VOICED_CONFIDENCE) & (test["loudness_db"][:count] > AUDIBLE_DB)
-    numbers = {
-        **({"checkpoint": checkpoint} if checkpoint else {}),
-        "test examples": count,
-        "spectral_loss": loss,
-        "f0_error_cents": cents_error(test["f0_hz"][:count], features["f0_hz"], voiced),
-        "loudness_l1_db": float(np.mean(np.abs(features["loudness_db"] - test["loudness_db"][:count]))),
-    }
+    scores, features = score_resynthesis(test, resynthesis, crepe_model=config.data.crepe_model)
+    numbers = {**({"checkpoint": checkpoint} if checkpoint else {}), "test examples": count, **scores}
 
     out_dir.mkdir(parents=True, exist_ok=True)
     sample_rate = config.model.sample_rate

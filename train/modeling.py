@@ -24,10 +24,17 @@ from train.config import Config
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """``clip_by_global_norm(grad_clip) -> adam(lr * decay_rate ** (step / decay_steps))`` (design.md 6)."""
+    """``clip_by_global_norm(grad_clip) -> adam(learning_rate_schedule(config))`` (design.md 6)."""
     train = config.train
-    schedule = optax.exponential_decay(train.learning_rate, train.decay_steps, train.decay_rate)
-    return optax.chain(optax.clip_by_global_norm(train.grad_clip), optax.adam(schedule))
+    return optax.chain(optax.clip_by_global_norm(train.grad_clip), optax.adam(learning_rate_schedule(config)))
+
+
+def learning_rate_schedule(config: Config) -> optax.Schedule:
+    """``lr * decay_rate ** (step / decay_steps)``; the exponent is rounded down to whole ``decay_steps`` when
+    ``train.decay_staircase`` (magenta's solo-instrument training decays continuously)."""
+    train = config.train
+    return optax.exponential_decay(train.learning_rate, train.decay_steps, train.decay_rate,
+                                   staircase=train.decay_staircase)
 
 
 def build_model(config: Config, key: jax.Array) -> DDSPAutoencoder:
@@ -46,6 +53,8 @@ def build_model(config: Config, key: jax.Array) -> DDSPAutoencoder:
             scan_unroll=config.train.scan_unroll,
             gru_impl=config.train.gru_impl,
             decoder_dtype=config.train.decoder_dtype,
+            loudness_ref_db=model.loudness_ref_db,
+            init=model.decoder_init,
             key=key,
         )
     except ValueError as error:

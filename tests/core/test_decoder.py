@@ -12,6 +12,7 @@ from ddsp_core.decoder import (
     MfccEncoder,
     RnnFcDecoder,
     gru_over_frames,
+    keras_initialise,
     decoder_parameter_count,
     parameter_count,
     parameter_summary,
@@ -252,3 +253,42 @@ def test_unknown_gru_impl_or_decoder_dtype_is_rejected_with_the_argument_name():
         DDSPDecoder(**SMALL, gru_impl="cuda", key=jax.random.key(0))
     with pytest.raises(ValueError, match="decoder_dtype must be one of float32, bfloat16"):
         RnnFcDecoder(**SMALL, decoder_dtype="float16", key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("cls", [DDSPDecoder, RnnFcDecoder], ids=["linear", "rnn_fc"])
+def test_loudness_reference_shifts_the_input_scaling_by_that_many_db(cls):
+    """A decoder with ``loudness_ref_db=r`` reads loudness ``l`` as a reference-0 decoder reads ``l - r``."""
+    f0_hz, loudness_db = _features()
+    shifted = cls(**SMALL, loudness_ref_db=20.7, key=jax.random.key(0))
+    plain = cls(**SMALL, key=jax.random.key(0))
+    out, expected = shifted(f0_hz, loudness_db), plain(f0_hz, loudness_db - 20.7)
+    for name in OUTPUTS:
+        np.testing.assert_allclose(np.asarray(out[name]), np.asarray(expected[name]), rtol=1e-5, atol=1e-6)
+    scaled = scale_decoder_inputs(np.array([440.0], np.float32), np.array([20.7], np.float32), loudness_ref_db=20.7)
+    np.testing.assert_allclose(np.asarray(scaled)[0, 1], 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="loudness_ref_db must be a finite number of dB, got nan"):
+        cls(**SMALL, loudness_ref_db=float("nan"), key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("cls", [DDSPDecoder, RnnFcDecoder], ids=["linear", "rnn_fc"])
+def test_keras_initialisation_is_glorot_orthogonal_with_zero_biases(cls):
+    decoder = keras_initialise(cls(**SMALL, key=jax.random.key(0)), key=jax.random.key(1))
+    linears = [leaf for leaf in jax.tree_util.tree_leaves(decoder, is_leaf=lambda x: isinstance(x, eqx.nn.Linear))
+               if isinstance(leaf, eqx.nn.Linear)]
+    assert len(linears) >= 4
+    for layer in linears:
+        fan_out, fan_in = layer.weight.shape
+        assert float(jnp.abs(layer.weight).max()) <= np.sqrt(6.0 / (fan_in + fan_out)) + 1e-7
+        assert float(jnp.abs(layer.bias).max()) == 0.0
+    gru = decoder.gru
+    hidden = gru.hidden_size
+    assert float(jnp.abs(gru.bias).max()) == 0.0 and float(jnp.abs(gru.bias_n).max()) == 0.0
+    # Keras's recurrent kernel (hidden, 3 hidden) has orthonormal rows: weight_hh (its transpose) orthonormal columns.
+    gram = np.asarray(gru.weight_hh.T @ gru.weight_hh)
+    np.testing.assert_allclose(gram, np.eye(hidden), atol=1e-5)
+    assert float(jnp.abs(gru.weight_ih).max()) <= np.sqrt(6.0 / (gru.input_size + 3 * hidden)) + 1e-7
+    # the same shapes and a working forward pass
+    reference = cls(**SMALL, key=jax.random.key(0))
+    assert jax.tree_util.tree_structure(decoder) == jax.tree_util.tree_structure(reference)
+    out = decoder(*_features())
+    assert {name: value.shape for name, value in out.items()} == {n: (N_FRAMES, s) for n, s in OUTPUTS.items()}

@@ -186,3 +186,15 @@ def test_short_overfit_of_one_second_halves_the_spectral_loss():
     _, _, losses, final = steps(params, opt_state, (target[None], f0_hz, loudness_db))
     assert np.all(np.isfinite(np.asarray(losses)))
     assert float(final) <= 0.5 * float(losses[0]), (float(losses[0]), float(final))
+
+
+def test_decoder_initialisation_is_chosen_by_name_and_keeps_the_instrument():
+    keras = _small(init="keras")
+    plain = _small()
+    assert float(jnp.abs(keras.decoder.head.bias).max()) == 0.0
+    assert float(jnp.abs(plain.decoder.head.bias).max()) > 0.0
+    # only the decoder changes: the instrument (learned IR included) is the same
+    np.testing.assert_array_equal(np.asarray(keras.instrument.effects[0].impulse_response),
+                                  np.asarray(plain.instrument.effects[0].impulse_response))
+    with pytest.raises(ValueError, match="init='glorot'; expected one of equinox, keras"):
+        _small(init="glorot")

@@ -12,9 +12,11 @@ from train.config import (
     apply_overrides,
     from_dict,
     load_config_file,
+    model_differences,
     preset,
     preset_names,
 )
+from train.modeling import learning_rate_schedule
 
 
 def test_nsynth_preset_is_the_seed_configuration():
@@ -101,6 +103,26 @@ def test_model_fingerprint_changes_with_the_model_only():
     assert apply_overrides(base, ["train.scan_unroll=8"]).model_fingerprint() == base.model_fingerprint()
     assert apply_overrides(base, ["model.processors.harmonic.n_harmonics=9"]).model_fingerprint() != \
         base.model_fingerprint()
+    assert apply_overrides(base, ["model.loudness_ref_db=20.7"]).model_fingerprint() != base.model_fingerprint()
+
+
+def test_a_model_saved_before_a_setting_existed_counts_it_at_its_default():
+    base = preset("tiny")
+    saved = base.to_dict()["model"]
+    del saved["loudness_ref_db"], saved["decoder_init"]
+    assert model_differences(saved, base) == []
+    assert model_differences(saved, apply_overrides(base, ["model.loudness_ref_db=20.7"])) == [
+        "model.loudness_ref_db: checkpoint 0.0 vs config 20.7"]
+
+
+def test_the_learning_rate_decays_continuously_or_in_whole_decay_steps():
+    base = apply_overrides(preset("tiny"), ["train.learning_rate=1e-3", "train.decay_steps=1000",
+                                            "train.decay_rate=0.5"])
+    continuous = learning_rate_schedule(base)
+    staircase = learning_rate_schedule(apply_overrides(base, ["train.decay_staircase=true"]))
+    assert float(continuous(500)) == pytest.approx(1e-3 * 0.5 ** 0.5, rel=1e-6)
+    assert float(staircase(500)) == pytest.approx(1e-3, rel=1e-6)
+    assert float(staircase(1500)) == pytest.approx(0.5e-3, rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -126,6 +148,8 @@ def test_model_fingerprint_changes_with_the_model_only():
         ("model.processors.harmonic.weight=-inf",
          "config key 'model.processors.harmonic.weight' expects a finite number, got '-inf'"),
         ("model.n_samples=1000", "must be a multiple of model.hop_size"),
+        ("model.loudness_ref_db=nan", "config key 'model.loudness_ref_db' expects a finite number, got 'nan'"),
+        ("model.decoder_init=glorot", "model.decoder_init='glorot'; expected one of equinox, keras"),
     ],
 )
 def test_invalid_values_are_refused_with_the_key(override, message):

@@ -161,11 +161,15 @@ PRESETS: dict[str, OfflinePreset] = {
                           crepe_model="tiny"),
     "demo": OfflinePreset("demo", programs=(40,), velocities=(70, 120), pitch_step=1, pitch_range=(55, 88),
                           crepe_model="tiny"),
+    "trumpet": OfflinePreset("trumpet", programs=(56,), velocities=(70, 120), pitch_step=1, pitch_range=(55, 82),
+                             crepe_model="tiny"),
     "full": OfflinePreset("full", programs=tuple(INSTRUMENTS), velocities=(25, 50, 75, 100, 127), pitch_step=1,
                           crepe_model="full"),
 }
 """``tiny``: 4 notes (violin and flute at MIDI 60 and 67), for tests. ``demo``: 68 violin notes (MIDI 55..88 at
 velocities 70 and 120), sized so rendering plus CREPE-tiny features take about two minutes on 2 CPU cores.
+``trumpet``: 56 trumpet notes (MIDI 55..82 at velocities 70 and 120), the demo's size for a brass instrument (the
+second instrument of ``benchmarks/quality.py``).
 ``full``: 6830 notes from 32 programs covering all 11 NSynth families, every pitch of each range, NSynth's 5
 velocities."""
 

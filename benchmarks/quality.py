@@ -1,0 +1,297 @@
+"""Sound quality in one run: our default model against magenta ddsp 3.7.0's own autoencoder, same data, same budget.
+
+For each instrument (an offline SoundFont preset: ``demo`` = violin, ``trumpet`` = brass) and each seed, this
+
+1. prepares the dataset once (``ddsp-train prepare``; reused when it exists) and hands its splits to the peer as
+   ``train/validation/test.npz``;
+2. trains our model with ``ddsp-train fit`` (the ``demo`` preset's sizes and budget: 800 steps, batch 8 of 1 s
+   crops, 60 harmonics, hidden 256, IR 4000, lr 1e-3) and magenta's autoencoder with
+   ``benchmarks/magenta_ae_peer.py`` in magenta's own venv, with the same steps, batch, crop and sizes;
+3. scores both test-split resyntheses with our evaluator (``train.evaluate.score_resynthesis``: multi-scale
+   spectral loss, loudness L1 in dB, f0 error of the resynthesis in cents, CREPE as the dataset's labels);
+4. continues our run (``fit --resume``, bit-identical to one longer run) to the step count that takes as long as
+   magenta's 800 steps took in this run (whole command wall-clock, each side's own), and scores that too.
+
+``--ablations`` also trains the previous default with one change at a time on the ``demo`` set (decoder, loudness
+reference, noise window, noise weight, initialisation, learning-rate schedule) and reports the newest and the
+best-validation checkpoint of each.
+
+Run from the repository root (magenta's venv as ``benchmarks/magenta_peer.py`` describes)::
+
+    PYTHONPATH=. python benchmarks/quality.py --peer-python /tmp/magenta-venv/bin/python \\
+        [--instruments demo,trumpet] [--seeds 0,1,2] [--ablations] [--work runs/quality]
+
+Every finished run leaves a JSON file under ``--work``; running the command again reuses them (delete a file to
+redo that run), so an interrupted benchmark continues where it stopped. The tables are printed and written to
+``<work>/quality.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from train.config import apply_overrides, load_config_file
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER_SCRIPT = ROOT / "benchmarks" / "magenta_ae_peer.py"
+PRESET_FILE = ROOT / "train" / "presets" / "demo.toml"
+
+PREVIOUS_DEFAULT = (
+    "model.decoder=linear",
+    "model.loudness_ref_db=0.0",
+    "model.processors.noise.window_size=257",
+    "model.processors.noise.weight=0.1",
+    "model.decoder_init=equinox",
+)
+"""The demo preset before this benchmark changed it (the baseline of the ablations)."""
+
+ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "previous default": ("previous", PREVIOUS_DEFAULT),
+    "+ rnn_fc decoder (magenta's)": ("rnn-fc", PREVIOUS_DEFAULT + ("model.decoder=rnn_fc",)),
+    "+ loudness reference 20.7 dB (magenta's)": ("loudness-ref", PREVIOUS_DEFAULT + ("model.loudness_ref_db=20.7",)),
+    "+ noise window 0 (magenta's)": ("noise-window", PREVIOUS_DEFAULT + ("model.processors.noise.window_size=0",)),
+    "+ noise weight 1.0 (magenta's Add)": ("noise-weight", PREVIOUS_DEFAULT + ("model.processors.noise.weight=1.0",)),
+    "+ Keras initialisation (magenta's)": ("keras-init", PREVIOUS_DEFAULT + ("model.decoder_init=keras",)),
+    "+ staircase learning-rate decay": ("staircase", PREVIOUS_DEFAULT + ("train.decay_staircase=true",)),
+    "default (this release)": ("default", ()),
+}
+"""Row name -> (run tag, ``--set`` overrides of the demo preset); each row changes one thing from the previous
+default."""
+
+METRICS = ("spectral_loss", "loudness_l1_db", "f0_error_cents")
+
+
+def _run(command: list[str], log: Path) -> float:
+    """Run a command with its output in ``log``; return its wall-clock seconds. Raises with the log's tail."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log.open("w") as out:
+        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if code != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"{' '.join(command[:4])} ... failed (exit {code}); last lines of {log}:\n{tail}")
+    return seconds
+
+
+def _overrides(instrument: str, run_dir: Path, seed: int, n_steps: int, extra: tuple[str, ...]) -> list[str]:
+    sets = [f"run_dir={run_dir}", f"data.offline_preset={instrument}", f"train.seed={seed}",
+            f"train.n_steps={n_steps}", *extra]
+    return [arg for value in sets for arg in ("--set", value)]
+
+
+def _config(instrument: str):
+    return apply_overrides(load_config_file(PRESET_FILE), [f"data.offline_preset={instrument}"])
+
+
+def prepare(instrument: str, work: Path) -> tuple[Path, Path]:
+    """Prepare the instrument's dataset (if needed) and its npz copy for the peer; return both folders."""
+    from train.cli import dataset_dir
+    from train.data import load_split
+
+    config = _config(instrument)
+    folder = ROOT / dataset_dir(config)
+    if not (folder / "manifest.json").exists():
+        _run([sys.executable, "-m", "train", "prepare", "--config", str(PRESET_FILE),
+              "--set", f"data.offline_preset={instrument}"], work / "logs" / f"prepare-{instrument}.log")
+    peer_data = work / "data" / instrument
+    if not (peer_data / "test.npz").exists():
+        peer_data.mkdir(parents=True, exist_ok=True)
+        for split in ("train", "validation", "test"):
+            arrays = load_split(folder, split)
+            np.savez(peer_data / f"{split}.npz.tmp.npz",
+                     **{key: arrays[key] for key in ("audio", "f0_hz", "loudness_db")})
+            os.replace(peer_data / f"{split}.npz.tmp.npz", peer_data / f"{split}.npz")
+    return folder, peer_data
+
+
+def score_ours(run_dir: Path, dataset: Path, step: str) -> dict[str, float]:
+    """Our evaluator's numbers for one checkpoint of a run."""
+    from train.checkpoint import load_trained
+    from train.data import load_split
+    from train.evaluate import run_model, score_resynthesis
+
+    config, params, static, loaded = load_trained(run_dir, step)
+    test = load_split(dataset, "test")
+    audio = run_model(params, static, test["f0_hz"], test["loudness_db"], test["audio"])["audio"]
+    numbers, _ = score_resynthesis(test, audio, crepe_model=config.data.crepe_model)
+    return {**numbers, "step": loaded.step}
+
+
+def score_audio(dataset: Path, audio: np.ndarray) -> dict[str, float]:
+    """Our evaluator's numbers for another system's test-split resynthesis."""
+    from train.data import load_split
+    from train.evaluate import score_resynthesis
+
+    test = load_split(dataset, "test")
+    numbers, _ = score_resynthesis(test, audio.astype(np.float32), crepe_model=_config("demo").data.crepe_model)
+    return numbers
+
+
+def _cached(path: Path, compute) -> dict:
+    if path.exists():
+        return json.loads(path.read_text())
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.with_suffix(".tmp").write_text(json.dumps(result, indent=1))
+    os.replace(path.with_suffix(".tmp"), path)
+    return result
+
+
+def _version(extra: tuple[str, ...]) -> str:
+    """A short hash of what a run of ours trains (the model and training settings of the preset with the overrides,
+    seed and length aside): a run is retrained when a preset change reaches it."""
+    settings = apply_overrides(load_config_file(PRESET_FILE), list(extra)).to_dict()
+    settings["train"] = {k: v for k, v in settings["train"].items() if k not in ("seed", "n_steps")}
+    text = json.dumps({"model": settings["model"], "train": settings["train"]}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def train_ours(instrument: str, seed: int, n_steps: int, extra: tuple[str, ...], dataset: Path, work: Path,
+               tag: str) -> dict:
+    """Train (or reuse) one run of ours; score its newest and best checkpoints."""
+    run_dir = work / "runs" / instrument / tag / f"seed{seed}-{_version(extra)}"
+
+    def compute() -> dict:
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)  # a run interrupted before its result was written
+        wall = _run([sys.executable, "-m", "train", "fit", "--config", str(PRESET_FILE),
+                     *_overrides(instrument, run_dir, seed, n_steps, extra)], run_dir.with_suffix(".log"))
+        return {"wall_s": wall, "load": os.getloadavg(), "newest": score_ours(run_dir, dataset, "newest"),
+                "best": score_ours(run_dir, dataset, "best")}
+
+    return _cached(work / "results" / instrument / tag / f"seed{seed}-{_version(extra)}.json", compute)
+
+
+def extend_ours(instrument: str, seed: int, n_steps: int, extra: tuple[str, ...], dataset: Path, work: Path,
+                tag: str) -> dict:
+    """Continue a finished run of ours to ``n_steps`` (``fit --resume``) and score its newest checkpoint."""
+    run_dir = work / "runs" / instrument / tag / f"seed{seed}-{_version(extra)}"
+
+    def compute() -> dict:
+        wall = _run([sys.executable, "-m", "train", "fit", "--resume", "--config", str(PRESET_FILE),
+                     *_overrides(instrument, run_dir, seed, n_steps, extra)], run_dir.with_suffix(".resume.log"))
+        return {"extra_wall_s": wall, "n_steps": n_steps, "load": os.getloadavg(),
+                "newest": score_ours(run_dir, dataset, "newest")}
+
+    return _cached(work / "results" / instrument / tag / f"seed{seed}-{_version(extra)}-equal-wall-clock.json",
+                   compute)
+
+
+def train_magenta(instrument: str, seed: int, n_steps: int, peer_python: str, peer_data: Path, dataset: Path,
+                  work: Path) -> dict:
+    """Train (or reuse) magenta's autoencoder with the demo preset's sizes; score its test resynthesis."""
+    out = work / "runs" / instrument / "magenta" / f"seed{seed}"
+
+    def compute() -> dict:
+        config = _config(instrument)
+        harmonic = next(e for e in config.model.processors if e["type"] == "harmonic")
+        reverb = next(e for e in config.model.processors if e["type"] == "reverb")
+        command = [peer_python, str(PEER_SCRIPT), str(peer_data), str(out), "--steps", str(n_steps),
+                   "--batch", str(config.train.batch_size), "--crop", str(config.train.crop_samples),
+                   "--harmonics", str(harmonic["n_harmonics"]), "--hidden", str(config.model.hidden_size),
+                   "--ir", str(reverb["ir_length"]), "--lr", str(config.train.learning_rate), "--seed", str(seed)]
+        wall = _run(command, out.with_suffix(".log"))
+        history = json.loads((out / "history.json").read_text())
+        with np.load(out / "test_resynthesis.npz") as saved:
+            audio = saved["audio"]
+        return {"wall_s": wall, "load": os.getloadavg(), "train_wall_s": history["timing"]["train_wall_s"],
+                "newest": score_audio(dataset, audio)}
+
+    return _cached(work / "results" / instrument / "magenta" / f"seed{seed}.json", compute)
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def _row(name: str, results: list[dict], which: str, extra: str = "") -> str:
+    cells = [_cell([r[which][m] for r in results]) for m in METRICS]
+    return f"| {name} | {' | '.join(cells)} | {extra} |"
+
+
+def ablation_table(args: argparse.Namespace, work: Path) -> list[str]:
+    """Train each row of :data:`ABLATIONS` on the demo set; return the table's lines."""
+    dataset, _ = prepare("demo", work)
+    ablation_seeds = [int(s) for s in args.ablation_seeds.split(",")]
+    lines = [f"Ablations on demo (seeds {args.ablation_seeds}), newest / best-validation checkpoint:", "",
+             "| change | spectral loss | loudness L1 dB | f0 error cents | best: spectral, loudness |",
+             "|---|---:|---:|---:|---:|"]
+    for name, (tag, extra) in ABLATIONS.items():
+        if args.ablation_tags and tag not in args.ablation_tags.split(","):
+            continue
+        results = [train_ours("demo", seed, args.steps, extra, dataset, work, tag) for seed in ablation_seeds]
+        best = f"{_cell([r['best']['spectral_loss'] for r in results])}, " \
+               f"{_cell([r['best']['loudness_l1_db'] for r in results])}"
+        lines.append(_row(name, results, "newest", best))
+        print(lines[-1], flush=True)
+    return lines + [""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peer-python", required=True, help="python of magenta's venv (benchmarks/magenta_peer.py)")
+    parser.add_argument("--instruments", default="demo,trumpet", help="offline presets, comma-separated")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds of the comparison, comma-separated")
+    parser.add_argument("--steps", type=int, default=800, help="training steps on both sides (default 800)")
+    parser.add_argument("--ablations", action="store_true", help="also run the ablation table on the demo set")
+    parser.add_argument("--ablation-seeds", default="0", help="seeds of each ablation row, comma-separated")
+    parser.add_argument("--skip-comparison", action="store_true", help="only the ablations")
+    parser.add_argument("--ablation-tags", default="", help="only these ablation rows (run tags, comma-separated)")
+    parser.add_argument("--work", type=Path, default=Path("runs/quality"), help="runs, logs and results")
+    args = parser.parse_args()
+    work = args.work.resolve()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    lines = [f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPU cores; {args.steps} steps, the demo "
+             "preset's sizes (batch 8 of 1 s crops, 60 harmonics, hidden 256, IR 4000, lr 1e-3) on both sides; "
+             "test split of each instrument scored by our evaluator; mean ± standard deviation over seeds "
+             f"{args.seeds}.", ""]
+
+    if args.ablations:
+        lines += ablation_table(args, work)
+    if not args.skip_comparison:
+        lines += ["| instrument, system | spectral loss | loudness L1 dB | f0 error cents | wall-clock s |",
+                  "|---|---:|---:|---:|---:|"]
+        for instrument in args.instruments.split(","):
+            dataset, peer_data = prepare(instrument, work)
+            ours, longer, peer = [], [], []
+            for seed in seeds:
+                ours.append(train_ours(instrument, seed, args.steps, (), dataset, work, "default"))
+                peer.append(train_magenta(instrument, seed, args.steps, args.peer_python, peer_data, dataset, work))
+                equal_steps = max(args.steps, round(args.steps * peer[-1]["wall_s"] / ours[-1]["wall_s"]))
+                longer.append(extend_ours(instrument, seed, equal_steps, (), dataset, work, "default"))
+            walls = lambda rs, key="wall_s": _cell([r[key] for r in rs])  # noqa: E731
+            lines.append(_row(f"{instrument}: ours, {args.steps} steps", ours, "newest", walls(ours)))
+            lines.append(_row(f"{instrument}: ours, {args.steps} steps, best-validation checkpoint", ours, "best",
+                              walls(ours)))
+            steps = "/".join(str(r["n_steps"]) for r in longer)
+            total = [o["wall_s"] + r["extra_wall_s"] for o, r in zip(ours, longer, strict=True)]
+            lines.append(_row(f"{instrument}: ours, equal wall-clock ({steps} steps)", longer, "newest",
+                              _cell(total)))
+            lines.append(_row(f"{instrument}: magenta ddsp 3.7.0, {args.steps} steps", peer, "newest", walls(peer)))
+            print("\n".join(lines[-4:]), flush=True)
+        lines.append("")
+
+    text = "\n".join(lines) + "\n"
+    (work / "quality.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
