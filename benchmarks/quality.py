@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -52,17 +53,25 @@ PREVIOUS_DEFAULT = (
     "model.processors.noise.window_size=257",
     "model.processors.noise.weight=0.1",
     "model.decoder_init=equinox",
+    "train.decay_steps=1000",
+    "train.decay_rate=0.98",
 )
 """The demo preset before this benchmark changed it (the baseline of the ablations)."""
 
 ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "previous default": ("previous", PREVIOUS_DEFAULT),
-    "+ rnn_fc decoder (magenta's)": ("rnn-fc", PREVIOUS_DEFAULT + ("model.decoder=rnn_fc",)),
     "+ loudness reference 20.7 dB (magenta's)": ("loudness-ref", PREVIOUS_DEFAULT + ("model.loudness_ref_db=20.7",)),
-    "+ noise window 0 (magenta's)": ("noise-window", PREVIOUS_DEFAULT + ("model.processors.noise.window_size=0",)),
+    "+ learning rate decayed 10x over the 800 steps": (
+        "lr-decay", PREVIOUS_DEFAULT + ("train.decay_steps=240", "train.decay_rate=0.5")),
     "+ noise weight 1.0 (magenta's Add)": ("noise-weight", PREVIOUS_DEFAULT + ("model.processors.noise.weight=1.0",)),
+    "+ noise window 0 (magenta's)": ("noise-window", PREVIOUS_DEFAULT + ("model.processors.noise.window_size=0",)),
     "+ Keras initialisation (magenta's)": ("keras-init", PREVIOUS_DEFAULT + ("model.decoder_init=keras",)),
-    "+ staircase learning-rate decay": ("staircase", PREVIOUS_DEFAULT + ("train.decay_staircase=true",)),
+    "+ rnn_fc decoder (magenta's)": ("rnn-fc", PREVIOUS_DEFAULT + ("model.decoder=rnn_fc",)),
+    "all of magenta's choices above at once": ("magenta-recipe", PREVIOUS_DEFAULT + (
+        "model.decoder=rnn_fc", "model.loudness_ref_db=20.7", "model.processors.noise.window_size=0",
+        "model.processors.noise.weight=1.0", "model.decoder_init=keras")),
+    "+ staircase learning-rate decay (magenta's is continuous)": (
+        "staircase", PREVIOUS_DEFAULT + ("train.decay_staircase=true",)),
     "default (this release)": ("default", ()),
 }
 """Row name -> (run tag, ``--set`` overrides of the demo preset); each row changes one thing from the previous
@@ -184,7 +193,7 @@ def extend_ours(instrument: str, seed: int, n_steps: int, extra: tuple[str, ...]
         wall = _run([sys.executable, "-m", "train", "fit", "--resume", "--config", str(PRESET_FILE),
                      *_overrides(instrument, run_dir, seed, n_steps, extra)], run_dir.with_suffix(".resume.log"))
         return {"extra_wall_s": wall, "n_steps": n_steps, "load": os.getloadavg(),
-                "newest": score_ours(run_dir, dataset, "newest")}
+                "newest": score_ours(run_dir, dataset, "newest"), "best": score_ours(run_dir, dataset, "best")}
 
     return _cached(work / "results" / instrument / tag / f"seed{seed}-{_version(extra)}-equal-wall-clock.json",
                    compute)
@@ -254,8 +263,15 @@ def main() -> None:
     parser.add_argument("--ablation-seeds", default="0", help="seeds of each ablation row, comma-separated")
     parser.add_argument("--skip-comparison", action="store_true", help="only the ablations")
     parser.add_argument("--ablation-tags", default="", help="only these ablation rows (run tags, comma-separated)")
+    parser.add_argument("--equal-wall-clock-seeds", default="0",
+                        help="seeds whose run of ours is continued to magenta's wall-clock time, comma-separated")
+    parser.add_argument("--peer-only", action="store_true",
+                        help="train and score only magenta's side of the comparison (e.g. beside the ablations)")
+    parser.add_argument("--ours-only", action="store_true",
+                        help="train and score only our side at --steps (e.g. beside --peer-only)")
     parser.add_argument("--work", type=Path, default=Path("runs/quality"), help="runs, logs and results")
     args = parser.parse_args()
+    logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's read-only checkpoint notes, once per score
     work = args.work.resolve()
     seeds = [int(s) for s in args.seeds.split(",")]
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPU cores; {args.steps} steps, the demo "
@@ -271,21 +287,37 @@ def main() -> None:
         for instrument in args.instruments.split(","):
             dataset, peer_data = prepare(instrument, work)
             ours, longer, peer = [], [], []
+            if args.peer_only or args.ours_only:
+                for seed in seeds:
+                    if args.peer_only:
+                        train_magenta(instrument, seed, args.steps, args.peer_python, peer_data, dataset, work)
+                    else:
+                        train_ours(instrument, seed, args.steps, (), dataset, work, "default")
+                continue
             for seed in seeds:
                 ours.append(train_ours(instrument, seed, args.steps, (), dataset, work, "default"))
                 peer.append(train_magenta(instrument, seed, args.steps, args.peer_python, peer_data, dataset, work))
-                equal_steps = max(args.steps, round(args.steps * peer[-1]["wall_s"] / ours[-1]["wall_s"]))
-                longer.append(extend_ours(instrument, seed, equal_steps, (), dataset, work, "default"))
-            walls = lambda rs, key="wall_s": _cell([r[key] for r in rs])  # noqa: E731
-            lines.append(_row(f"{instrument}: ours, {args.steps} steps", ours, "newest", walls(ours)))
-            lines.append(_row(f"{instrument}: ours, {args.steps} steps, best-validation checkpoint", ours, "best",
-                              walls(ours)))
+                if str(seed) in args.equal_wall_clock_seeds.split(","):
+                    equal_steps = max(args.steps, round(args.steps * peer[-1]["wall_s"] / ours[-1]["wall_s"]))
+                    longer.append(extend_ours(instrument, seed, equal_steps, (), dataset, work, "default"))
+            walls = _cell([r["wall_s"] for r in ours])
+            extended = [o for o, seed in zip(ours, seeds, strict=True)
+                        if str(seed) in args.equal_wall_clock_seeds.split(",")]
+            total = _cell([o["wall_s"] + r["extra_wall_s"] for o, r in zip(extended, longer, strict=True)])
             steps = "/".join(str(r["n_steps"]) for r in longer)
-            total = [o["wall_s"] + r["extra_wall_s"] for o, r in zip(ours, longer, strict=True)]
-            lines.append(_row(f"{instrument}: ours, equal wall-clock ({steps} steps)", longer, "newest",
-                              _cell(total)))
-            lines.append(_row(f"{instrument}: magenta ddsp 3.7.0, {args.steps} steps", peer, "newest", walls(peer)))
-            print("\n".join(lines[-4:]), flush=True)
+            lines += [
+                _row(f"{instrument}: ours, {args.steps} steps, newest checkpoint", ours, "newest", walls),
+                _row(f"{instrument}: ours, {args.steps} steps, best-validation checkpoint", ours, "best", walls),
+                _row(f"{instrument}: ours, equal wall-clock ({steps} steps; seeds {args.equal_wall_clock_seeds}), "
+                     "newest", longer, "newest", total),
+                _row(f"{instrument}: ours, equal wall-clock, best-validation", longer, "best", total),
+                _row(f"{instrument}: magenta ddsp 3.7.0, {args.steps} steps", peer, "newest",
+                     _cell([r["wall_s"] for r in peer])),
+            ]
+            load = [r["load"][0] for r in ours + longer + peer]
+            lines.append(f"| ({instrument}: 1-minute load average at the end of each run {min(load):.1f}-"
+                         f"{max(load):.1f}) | | | | |")
+            print("\n".join(lines[-6:]), flush=True)
         lines.append("")
 
     text = "\n".join(lines) + "\n"
