@@ -13,7 +13,9 @@ machine shared with other work the timings drift, so the table shows the range o
 ratio's range is taken round by round, from the two measurements made back to back.
 
 Our training step splits the batch over one CPU device per core (as ``python -m train`` does on a CPU; set
-``--devices 1`` to keep it on one); TensorFlow uses all cores through its own thread pools.
+``--devices 1`` to keep it on one); TensorFlow uses all cores through its own thread pools. The FFT-bound blocks
+(``SPLIT_BLOCKS``) are timed both on one device and with the batch split over those devices ("..., 2 devices"
+rows), each beside the same magenta case.
 """
 
 import argparse
@@ -47,6 +49,10 @@ class Case:
     @property
     def peer_key(self) -> tuple[str, str]:
         return (self.peer_block or self.block, self.mode)
+
+
+SPLIT_BLOCKS = ("filtered noise", "reverb", "loudness", "MFCC", "spectral loss")
+"""Blocks also timed with the batch split over the CPU cores (``--devices``): the FFT-bound ones."""
 
 
 def _median_ms(fn: Callable[..., object], args: tuple, repeats: int, warm_up: bool) -> float:
@@ -115,6 +121,18 @@ def our_cases(inputs: dict, devices: int) -> list[Case]:
         Case("spectral loss", "fwd+bwd", jax.jit(jax.grad(multiscale_spectral_loss, argnums=1)),
              (c["target"], c["audio"])),
     ]
+    if devices > 1:
+        # The FFT-bound blocks again with the batch split over one CPU device per core (as the training step runs):
+        # XLA's CPU FFT uses one core per call, TensorFlow's uses all of them.
+        mesh = Mesh(np.array(jax.devices()[:devices]), (parallel.DATA_AXIS,))
+        split = functools.partial(jax.device_put, device=parallel.batch_sharding(mesh))
+        cases = [
+            variant
+            for case in cases
+            for variant in (case, dataclasses.replace(
+                case, block=f"{case.block}, {devices} devices", args=split(case.args), peer_block=case.block
+            ))[: 2 if case.block in SPLIT_BLOCKS else 1]
+        ]
     model = build_autoencoder(train_step.PAPER_PROCESSORS, key=jax.random.key(0))
     for n_devices in sorted({devices, 1}, reverse=True):
         mesh = Mesh(np.array(jax.devices()[:n_devices]), (parallel.DATA_AXIS,))
