@@ -21,7 +21,8 @@ block size, to ONNX nodes, for exactly the primitives the built-in processors us
 * gathers need indices known at export time (the reverb's delay-line rows);
 * the harmonic oscillator's sines are traced in their direct form (:func:`ddsp_core.stream.direct_harmonic_sines`),
   not the offline bank's angle-addition recurrence, which would unroll into ~20 nodes per harmonic (onnxruntime
-  pays per node: 2x faster for the paper-size model); it differs by that recurrence's rounding (~2e-5 of the peak).
+  pays per node; with native uint32 this took the paper-size step from 3168 to 1052 nodes); it differs from the
+  in-process stream by that recurrence's rounding (~2e-5 of the peak with 100 harmonics).
 
 Anything else raises ``NotImplementedError`` naming the primitive (e.g. a processor whose block form reads a table
 at data-dependent positions, like the wavetable).
@@ -38,6 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import onnx
+# jax internals (jax is pinned): the PRNG primitives' own implementations, traced and translated in their place.
+# tests/core/test_stream_onnx.py checks the result bit for bit against jax.
 from jax._src.core import physical_aval as _physical_aval
 from jax._src.random import prng as _prng
 from jax._src.random import threefry2x32 as _threefry
@@ -617,6 +620,16 @@ class _GraphBuilder:
         return self._expand(hash_function, eqn, inputs, [var.aval for var in eqn.invars])
 
 
+def _used_nodes(nodes: list[onnx.NodeProto], output_names: list[str]) -> list[onnx.NodeProto]:
+    """The nodes that the outputs depend on, in their order (e.g. a key drawn for a source that has no noise)."""
+    needed, kept = set(output_names), []
+    for node in reversed(nodes):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed.update(node.input)
+    return kept[::-1]
+
+
 def function_to_onnx(
     function: Callable[..., Any], specs: list[jax.ShapeDtypeStruct], *, input_names: list[str],
     output_names: list[str]
@@ -660,8 +673,10 @@ def function_to_onnx(
         else:
             builder.nodes.append(helper.make_node("Cast", [source], [name], to=declared))
         graph_outputs.append(helper.make_tensor_value_info(name, declared, aval.shape))
-    graph = helper.make_graph(builder.nodes, "ddsp_stream_step", graph_inputs, graph_outputs,
-                              initializer=list(builder.initializers.values()))
+    nodes = _used_nodes(builder.nodes, output_names)
+    used = {name for node in nodes for name in node.input}
+    initializers = [tensor for name, tensor in builder.initializers.items() if name in used]
+    graph = helper.make_graph(nodes, "ddsp_stream_step", graph_inputs, graph_outputs, initializer=initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=10,
                              producer_name="ddsp-jax")
 
