@@ -336,7 +336,7 @@ class _GraphBuilder:
             result = self.op("Where", self.op("Equal", predicate, index_value), case, result)
         return [self._out(eqn, result)]
 
-    def _shift(self, eqn, inputs, *, left: bool) -> list:
+    def _shift_by(self, eqn, inputs, *, left: bool) -> list:
         """uint32 shifts by constants; shifting by 32 or more gives 0, as lax (``threefry_seed`` shifts by 32)."""
         dtype = eqn.outvars[0].aval.dtype
         if dtype != np.uint32 or isinstance(inputs[1], _Tensor):
@@ -351,10 +351,10 @@ class _GraphBuilder:
         return [self._out(eqn, out)]
 
     def _shift_left(self, eqn, inputs) -> list:
-        return self._shift(eqn, inputs, left=True)
+        return self._shift_by(eqn, inputs, left=True)
 
     def _shift_right_logical(self, eqn, inputs) -> list:
-        return self._shift(eqn, inputs, left=False)
+        return self._shift_by(eqn, inputs, left=False)
 
     def _convert_element_type(self, eqn, inputs) -> list:
         source, target = eqn.invars[0].aval.dtype, eqn.params["new_dtype"]
@@ -495,18 +495,18 @@ class _GraphBuilder:
         return [self._out(eqn, self.op("Gather", flat, self.ints(read.astype(np.int64)), axis=0))]
 
     # Reductions, products, transforms ------------------------------------------------------------------------------
-    def _reduce(self, op_type: str, eqn, inputs) -> list:
+    def _reduction(self, op_type: str, eqn, inputs) -> list:
         (x,) = self._names(eqn, inputs)
         return [self._out(eqn, self.op(op_type, x, self.ints(list(eqn.params["axes"])), keepdims=0))]
 
     def _reduce_sum(self, eqn, inputs) -> list:
-        return self._reduce("ReduceSum", eqn, inputs)
+        return self._reduction("ReduceSum", eqn, inputs)
 
     def _reduce_max(self, eqn, inputs) -> list:
-        return self._reduce("ReduceMax", eqn, inputs)
+        return self._reduction("ReduceMax", eqn, inputs)
 
     def _reduce_min(self, eqn, inputs) -> list:
-        return self._reduce("ReduceMin", eqn, inputs)
+        return self._reduction("ReduceMin", eqn, inputs)
 
     def _cumsum(self, eqn, inputs) -> list:
         (x,) = self._names(eqn, inputs)
