@@ -34,6 +34,7 @@ from ddsp_core.core import hz_to_midi, upsample_linear
 from ddsp_core.gru import gru_input_gates, gru_recurrence, linear_then_gru_input_gates
 from ddsp_core.gru_pallas import gru_recurrence_pallas
 from ddsp_core.spectral import mfcc
+from ddsp_core.synths import as_frequency_hz
 
 __all__ = [
     "DECODERS",
@@ -74,7 +75,8 @@ def scale_decoder_inputs(
     Parameters
     ----------
     f0_hz : Float[AnyArray, "n_frames"]
-        Fundamental frequency per frame, Hz. 0 Hz (unvoiced) maps to MIDI 0.
+        Fundamental frequency per frame, Hz. 0 Hz (unvoiced) maps to MIDI 0, and so do negative and NaN values
+        (:func:`ddsp_core.synths.as_frequency_hz`), so one bad frame does not turn the decoder's outputs NaN.
     loudness_db : Float[AnyArray, "n_frames"]
         A-weighted loudness per frame, dB (>= -80; loud notes reach about +25, see ``compute_loudness``).
     loudness_ref_db : float
@@ -100,7 +102,7 @@ def scale_decoder_inputs(
     --------
     DDSPDecoder : consumes these features.
     """
-    f0_scaled = hz_to_midi(jnp.asarray(f0_hz)) / F0_RANGE_MIDI
+    f0_scaled = hz_to_midi(as_frequency_hz(f0_hz)) / F0_RANGE_MIDI  # negative / NaN f0: unvoiced, as the synths
     loudness_scaled = (jnp.asarray(loudness_db) - loudness_ref_db) / LOUDNESS_RANGE_DB + 1.0
     return jnp.stack([f0_scaled, loudness_scaled], axis=-1)  # [n_frames, 2]
 

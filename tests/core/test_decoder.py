@@ -292,3 +292,15 @@ def test_keras_initialisation_is_glorot_orthogonal_with_zero_biases(cls):
     assert jax.tree_util.tree_structure(decoder) == jax.tree_util.tree_structure(reference)
     out = decoder(*_features())
     assert {name: value.shape for name, value in out.items()} == {n: (N_FRAMES, s) for n, s in OUTPUTS.items()}
+
+
+@pytest.mark.parametrize("cls", [DDSPDecoder, RnnFcDecoder], ids=["linear", "rnn_fc"])
+def test_negative_and_nan_f0_frames_decode_as_unvoiced(cls):
+    decoder = cls(**SMALL, key=jax.random.key(0))
+    f0_hz, loudness_db = _features()
+    bad = f0_hz.at[3].set(jnp.nan).at[7].set(-50.0)
+    unvoiced = f0_hz.at[3].set(0.0).at[7].set(0.0)
+    out, expected = decoder(bad, loudness_db), decoder(unvoiced, loudness_db)
+    for name in OUTPUTS:
+        assert bool(jnp.all(jnp.isfinite(out[name])))
+        np.testing.assert_array_equal(np.asarray(out[name]), np.asarray(expected[name]))
