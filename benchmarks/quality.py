@@ -222,12 +222,12 @@ def train_magenta(instrument: str, seed: int, n_steps: int, peer_python: str, pe
     return _cached(work / "results" / instrument / "magenta" / f"seed{seed}.json", compute)
 
 
-def _cell(values: list[float]) -> str:
+def _cell(values: list[float], digits: int = 2) -> str:
     if not values:
         return "-"
     if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def _row(name: str, results: list[dict], which: str, extra: str = "") -> str:
@@ -300,10 +300,10 @@ def main() -> None:
                 if str(seed) in args.equal_wall_clock_seeds.split(","):
                     equal_steps = max(args.steps, round(args.steps * peer[-1]["wall_s"] / ours[-1]["wall_s"]))
                     longer.append(extend_ours(instrument, seed, equal_steps, (), dataset, work, "default"))
-            walls = _cell([r["wall_s"] for r in ours])
+            walls = _cell([r["wall_s"] for r in ours], 0)
             extended = [o for o, seed in zip(ours, seeds, strict=True)
                         if str(seed) in args.equal_wall_clock_seeds.split(",")]
-            total = _cell([o["wall_s"] + r["extra_wall_s"] for o, r in zip(extended, longer, strict=True)])
+            total = _cell([o["wall_s"] + r["extra_wall_s"] for o, r in zip(extended, longer, strict=True)], 0)
             steps = "/".join(str(r["n_steps"]) for r in longer)
             lines += [
                 _row(f"{instrument}: ours, {args.steps} steps, newest checkpoint", ours, "newest", walls),
@@ -312,7 +312,7 @@ def main() -> None:
                      "newest", longer, "newest", total),
                 _row(f"{instrument}: ours, equal wall-clock, best-validation", longer, "best", total),
                 _row(f"{instrument}: magenta ddsp 3.7.0, {args.steps} steps", peer, "newest",
-                     _cell([r["wall_s"] for r in peer])),
+                     _cell([r["wall_s"] for r in peer], 0)),
             ]
             load = [r["load"][0] for r in ours + longer + peer]
             lines.append(f"| ({instrument}: 1-minute load average at the end of each run {min(load):.1f}-"
