@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -124,27 +125,25 @@ def prepare(instrument: str, work: Path) -> tuple[Path, Path]:
     return folder, peer_data
 
 
-def score_ours(run_dir: Path, dataset: Path, step: str) -> dict[str, float]:
-    """Our evaluator's numbers for one checkpoint of a run."""
-    from train.checkpoint import load_trained
-    from train.data import load_split
-    from train.evaluate import run_model, score_resynthesis
-
-    config, params, static, loaded = load_trained(run_dir, step)
-    test = load_split(dataset, "test")
-    audio = run_model(params, static, test["f0_hz"], test["loudness_db"], test["audio"])["audio"]
-    numbers, _ = score_resynthesis(test, audio, crepe_model=config.data.crepe_model)
-    return {**numbers, "step": loaded.step}
-
-
-def score_audio(dataset: Path, audio: np.ndarray) -> dict[str, float]:
-    """Our evaluator's numbers for another system's test-split resynthesis."""
+def _score(dataset: Path, resynthesis, crepe_model: str) -> dict[str, float]:
+    """Our evaluator's numbers for a test-split resynthesis: ``resynthesis(test) -> audio``."""
     from train.data import load_split
     from train.evaluate import score_resynthesis
 
     test = load_split(dataset, "test")
-    numbers, _ = score_resynthesis(test, audio.astype(np.float32), crepe_model=_config("demo").data.crepe_model)
+    numbers, _ = score_resynthesis(test, resynthesis(test).astype(np.float32), crepe_model=crepe_model)
     return numbers
+
+
+def score_ours(run_dir: Path, dataset: Path, step: str) -> dict[str, float]:
+    """Our evaluator's numbers for one checkpoint of a run."""
+    from train.checkpoint import load_trained
+    from train.evaluate import run_model
+
+    config, params, static, loaded = load_trained(run_dir, step)
+    numbers = _score(dataset, lambda test: run_model(params, static, test["f0_hz"], test["loudness_db"],
+                                                     test["audio"])["audio"], config.data.crepe_model)
+    return {**numbers, "step": loaded.step}
 
 
 def _cached(path: Path, compute) -> dict:
@@ -166,28 +165,33 @@ def _version(extra: tuple[str, ...]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
+def _name(instrument: str, tag: str, seed: int, extra: tuple[str, ...]) -> Path:
+    """``instrument/tag/seed<seed>-<version>``: where a run of ours lives under ``runs/`` and ``results/``."""
+    return Path(instrument) / tag / f"seed{seed}-{_version(extra)}"
+
+
 def train_ours(instrument: str, seed: int, n_steps: int, extra: tuple[str, ...], dataset: Path, work: Path,
                tag: str) -> dict:
     """Train (or reuse) one run of ours; score its newest and best checkpoints."""
-    run_dir = work / "runs" / instrument / tag / f"seed{seed}-{_version(extra)}"
+    name = _name(instrument, tag, seed, extra)
+    run_dir = work / "runs" / name
 
     def compute() -> dict:
         if run_dir.exists():
-            import shutil
-
             shutil.rmtree(run_dir)  # a run interrupted before its result was written
         wall = _run([sys.executable, "-m", "train", "fit", "--config", str(PRESET_FILE),
                      *_overrides(instrument, run_dir, seed, n_steps, extra)], run_dir.with_suffix(".log"))
         return {"wall_s": wall, "load": os.getloadavg(), "newest": score_ours(run_dir, dataset, "newest"),
                 "best": score_ours(run_dir, dataset, "best")}
 
-    return _cached(work / "results" / instrument / tag / f"seed{seed}-{_version(extra)}.json", compute)
+    return _cached(work / "results" / name.with_suffix(".json"), compute)
 
 
 def extend_ours(instrument: str, seed: int, n_steps: int, extra: tuple[str, ...], dataset: Path, work: Path,
                 tag: str) -> dict:
-    """Continue a finished run of ours to ``n_steps`` (``fit --resume``) and score its newest checkpoint."""
-    run_dir = work / "runs" / instrument / tag / f"seed{seed}-{_version(extra)}"
+    """Continue a finished run of ours to ``n_steps`` (``fit --resume``) and score its newest and best checkpoints."""
+    name = _name(instrument, tag, seed, extra)
+    run_dir = work / "runs" / name
 
     def compute() -> dict:
         wall = _run([sys.executable, "-m", "train", "fit", "--resume", "--config", str(PRESET_FILE),
@@ -195,8 +199,7 @@ def extend_ours(instrument: str, seed: int, n_steps: int, extra: tuple[str, ...]
         return {"extra_wall_s": wall, "n_steps": n_steps, "load": os.getloadavg(),
                 "newest": score_ours(run_dir, dataset, "newest"), "best": score_ours(run_dir, dataset, "best")}
 
-    return _cached(work / "results" / instrument / tag / f"seed{seed}-{_version(extra)}-equal-wall-clock.json",
-                   compute)
+    return _cached(work / "results" / f"{name}-equal-wall-clock.json", compute)
 
 
 def train_magenta(instrument: str, seed: int, n_steps: int, peer_python: str, peer_data: Path, dataset: Path,
@@ -206,8 +209,7 @@ def train_magenta(instrument: str, seed: int, n_steps: int, peer_python: str, pe
 
     def compute() -> dict:
         config = _config(instrument)
-        harmonic = next(e for e in config.model.processors if e["type"] == "harmonic")
-        reverb = next(e for e in config.model.processors if e["type"] == "reverb")
+        harmonic, reverb = config.model.processor("harmonic"), config.model.processor("reverb")
         command = [peer_python, str(PEER_SCRIPT), str(peer_data), str(out), "--steps", str(n_steps),
                    "--batch", str(config.train.batch_size), "--crop", str(config.train.crop_samples),
                    "--harmonics", str(harmonic["n_harmonics"]), "--hidden", str(config.model.hidden_size),
@@ -217,7 +219,7 @@ def train_magenta(instrument: str, seed: int, n_steps: int, peer_python: str, pe
         with np.load(out / "test_resynthesis.npz") as saved:
             audio = saved["audio"]
         return {"wall_s": wall, "load": os.getloadavg(), "train_wall_s": history["timing"]["train_wall_s"],
-                "newest": score_audio(dataset, audio)}
+                "newest": _score(dataset, lambda test: audio, config.data.crepe_model)}
 
     return _cached(work / "results" / instrument / "magenta" / f"seed{seed}.json", compute)
 
