@@ -12,10 +12,13 @@ each case and round, ours (jitted) and magenta's (``tf.function``) each take the
 machine shared with other work the timings drift, so the table shows the range of the per-round medians, and the
 ratio's range is taken round by round, from the two measurements made back to back.
 
-Our training step splits the batch over one CPU device per core (as ``python -m train`` does on a CPU; set
-``--devices 1`` to keep it on one); TensorFlow uses all cores through its own thread pools. The FFT-bound blocks
-(``SPLIT_BLOCKS``) are timed both on one device and with the batch split over those devices ("..., 2 devices"
-rows), each beside the same magenta case.
+Our training step is timed with the batch split over one CPU device per core and on one device (``--devices 1``:
+one device only), with our default decoder, and once more with magenta's decoder architecture (``decoder="rnn_fc"``,
+the model magenta's own step trains) on one device; TensorFlow uses all cores through its own thread pools. With
+``--split-blocks`` the FFT-bound blocks (``SPLIT_BLOCKS``) are also timed with the batch split over those devices
+("..., 2 devices" rows), each beside the same magenta case. On the 2-core machine of 2026-12-01 the split was slower
+than one device for every block but the loss's backward pass (XLA already spreads one device's work over both
+cores, and these blocks are bound by memory traffic), so blocks are timed on one device unless asked.
 """
 
 import argparse
@@ -82,7 +85,7 @@ def _inputs(batch: int, n_samples: int) -> dict:
     return inputs
 
 
-def our_cases(inputs: dict, devices: int) -> list[Case]:
+def our_cases(inputs: dict, devices: int, split_blocks: bool = False) -> list[Case]:
     """Every block (jitted, vmapped over the batch) and the training step, on ``inputs``."""
     import jax
     import jax.numpy as jnp
@@ -121,7 +124,7 @@ def our_cases(inputs: dict, devices: int) -> list[Case]:
         Case("spectral loss", "fwd+bwd", jax.jit(jax.grad(multiscale_spectral_loss, argnums=1)),
              (c["target"], c["audio"])),
     ]
-    if devices > 1:
+    if devices > 1 and split_blocks:
         # The FFT-bound blocks again with the batch split over one CPU device per core (as the training step runs):
         # XLA's CPU FFT uses one core per call, TensorFlow's uses all of them.
         mesh = Mesh(np.array(jax.devices()[:devices]), (parallel.DATA_AXIS,))
@@ -133,14 +136,18 @@ def our_cases(inputs: dict, devices: int) -> list[Case]:
                 case, block=f"{case.block}, {devices} devices", args=split(case.args), peer_block=case.block
             ))[: 2 if case.block in SPLIT_BLOCKS else 1]
         ]
-    model = build_autoencoder(train_step.PAPER_PROCESSORS, key=jax.random.key(0))
-    for n_devices in sorted({devices, 1}, reverse=True):
+    # Our default decoder (one input layer before the GRU), on every device count, then magenta's architecture
+    # (``decoder="rnn_fc"``: an MLP per input and their skip into the output MLP, the model magenta's step trains).
+    steps = [("linear", n_devices, "") for n_devices in sorted({devices, 1}, reverse=True)]
+    steps.append(("rnn_fc", 1, ", magenta's decoder"))
+    for decoder, n_devices, label in steps:
+        model = build_autoencoder(train_step.PAPER_PROCESSORS, decoder=decoder, key=jax.random.key(0))
         mesh = Mesh(np.array(jax.devices()[:n_devices]), (parallel.DATA_AXIS,))
         step = train_step._make_step(
             lambda m, b, k: reconstruction_loss(m, *b, key=k), model, (c["audio"], c["f0_hz"], c["loudness_db"]), mesh
         )
-        cases.append(Case(f"train step, {n_devices} device{'s' if n_devices > 1 else ''}", "fwd+bwd+Adam", step, (),
-                          peer_block="train step"))
+        cases.append(Case(f"train step{label}, {n_devices} device{'s' if n_devices > 1 else ''}", "fwd+bwd+Adam",
+                          step, (), peer_block="train step"))
     return cases
 
 
@@ -197,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds of both sides (default 2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per case after 2 warm-up calls")
     parser.add_argument("--devices", type=int, default=None, help="devices for our training step (default: cores)")
+    parser.add_argument("--split-blocks", action="store_true",
+                        help="also time the FFT-bound blocks with the batch split over --devices")
     args = parser.parse_args(argv)
     devices = parallel.use_cpu_cores_as_devices(args.devices)
 
@@ -204,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import numpy as np
 
     inputs = _inputs(batch=8, n_samples=64000)
-    cases = our_cases(inputs, devices)
+    cases = our_cases(inputs, devices, args.split_blocks)
     ours = [{} for _ in range(args.rounds)]
     theirs = [{} for _ in range(args.rounds)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -231,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             peer.close()
     print(
         f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-        f"jax {jax.__version__} (train step on {devices} CPU devices); magenta: {peer.versions}; batch 8 x 4 s at "
+        f"jax {jax.__version__} ({devices} CPU devices; each train-step row names the ones it used); magenta: {peer.versions}; batch 8 x 4 s at "
         f"16 kHz; {args.rounds} rounds, each the median of {args.repeats} calls after 2 warm-up calls"
     )
     print(format_table(ours, theirs))
