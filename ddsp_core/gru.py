@@ -16,8 +16,9 @@ b_1``), which removes a ``hidden x 3 hidden`` product per frame.
 Why a custom backward pass (:func:`gru_recurrence`): differentiating ``lax.scan`` accumulates the recurrent weight's
 gradient inside the reverse loop, one rank-1 (per example) update of the whole ``hidden x 3 hidden`` matrix per step.
 Here the reverse loop only carries ``dL/dh`` and emits it for every step; the gate gradients are that times factors
-computed outside the loop, and the weight gradient is one matrix product over all steps, ``dW_hh = sum_t dG_t^T h_{t-1}``. Same gradient, less work in the sequential part
-(tested against automatic differentiation of the plain scan).
+computed outside the loop, and the weight gradient is one matrix product over all steps,
+``dW_hh = sum_t dG_t^T h_{t-1}``. Same gradient, less work in the sequential part (tested against automatic
+differentiation of the plain scan).
 
 Every function works on one sequence; batch with ``jax.vmap``.
 """
