@@ -15,10 +15,9 @@ b_1``), which removes a ``hidden x 3 hidden`` product per frame.
 
 Why a custom backward pass (:func:`gru_recurrence`): differentiating ``lax.scan`` accumulates the recurrent weight's
 gradient inside the reverse loop, one rank-1 (per example) update of the whole ``hidden x 3 hidden`` matrix per step.
-Here the reverse loop only carries ``dL/dh`` and emits it for every step; the gate gradients are that times factors
-computed outside the loop, and the weight gradient is one matrix product over all steps,
-``dW_hh = sum_t dG_t^T h_{t-1}``. Same gradient, less work in the sequential part (tested against automatic
-differentiation of the plain scan).
+Here the reverse loop only carries ``dL/dh`` and emits the gate gradients of every step; the weight gradient is then
+one matrix product over all steps, ``dW_hh = sum_t dG_t^T h_{t-1}``. Same gradient, less work in the sequential part
+(tested against automatic differentiation of the plain scan).
 
 Every function works on one sequence; batch with ``jax.vmap``.
 """
@@ -150,35 +149,13 @@ def _matmul(a: Array, b: Array, matmul_dtype: jnp.dtype | None) -> Array:
     return jnp.matmul(a.astype(matmul_dtype), b.astype(matmul_dtype), preferred_element_type=jnp.float32)
 
 
-def _split_gates(gates: Array) -> tuple[Array, Array, Array]:
-    """``[..., 3 hidden]`` -> the reset, update and candidate parts, ``[..., hidden]`` each."""
-    return tuple(jnp.split(gates, 3, axis=-1))
-
-
-def _recurrent_weights(weight_hh: Array, matmul_dtype: jnp.dtype | None) -> tuple[Array, Array, Array]:
-    """``W_hr, W_hu, W_hn`` (``[hidden, hidden]`` each), cast once, outside the loop."""
-    weight = weight_hh if matmul_dtype is None else weight_hh.astype(matmul_dtype)
-    return _split_gates(weight.T)
-
-
 def _step(
-    weights: tuple[Array, Array, Array],
-    bias_n: Array,
-    hidden: Array,
-    gates_x: tuple[Array, Array, Array],
-    matmul_dtype: jnp.dtype | None = None,
+    weight_hh: Array, bias_n: Array, hidden: Array, gates_x: Array, matmul_dtype: jnp.dtype | None = None
 ) -> tuple[Array, tuple[Array, Array, Array, Array]]:
-    """One GRU step: ``h_t`` and the values its backward pass needs, ``(r, u, n, W_hn h + b_hn)``.
-
-    The three gates are three ``hidden x hidden`` products and their input parts three arrays (``weights`` are the
-    transposed blocks of ``W_hh``): under ``vmap`` each product is ``[batch, hidden] @ [hidden, hidden]`` and each
-    operand of the gate maths a contiguous row block. Slicing one ``3 hidden``-wide product and one
-    ``3 hidden``-wide input per step instead measured 1.5-2x slower on a CPU (XLA's fused loop then reads every
-    operand with strides).
-    """
-    dtype = gates_x[0].dtype
-    h_r, h_u, h_n = (_matmul(hidden, weight, matmul_dtype).astype(dtype) for weight in weights)
-    x_r, x_u, x_n = gates_x
+    """One GRU step: ``h_t`` and the values its backward pass needs, ``(r, u, n, W_hn h + b_hn)``."""
+    gates_h = _matmul(weight_hh, hidden, matmul_dtype).astype(gates_x.dtype)  # [3 * hidden]
+    x_r, x_u, x_n = jnp.split(gates_x, 3)
+    h_r, h_u, h_n = jnp.split(gates_h, 3)
     reset = jax.nn.sigmoid(x_r + h_r)
     update = jax.nn.sigmoid(x_u + h_u)
     hidden_n = h_n + bias_n
@@ -190,13 +167,13 @@ def _step(
 def _forward(
     unroll: int, matmul_dtype: jnp.dtype | None, weight_hh: Array, bias_n: Array, initial: Array, input_gates: Array
 ) -> tuple[Array, tuple]:
-    weights = _recurrent_weights(weight_hh, matmul_dtype)
+    weight = weight_hh if matmul_dtype is None else weight_hh.astype(matmul_dtype)  # cast once, not every step
 
     def step(hidden, gates_x):
-        new_hidden, saved = _step(weights, bias_n, hidden, gates_x, matmul_dtype)
+        new_hidden, saved = _step(weight, bias_n, hidden, gates_x, matmul_dtype)
         return new_hidden, (new_hidden, *saved)
 
-    _, (hidden_states, *saved) = jax.lax.scan(step, initial, _split_gates(input_gates), unroll=unroll)
+    _, (hidden_states, *saved) = jax.lax.scan(step, initial, input_gates, unroll=unroll)
     return hidden_states, tuple(saved)  # [n_frames, hidden] and 4 x [n_frames, hidden]
 
 
@@ -217,42 +194,29 @@ def _recurrence_fwd(
 def _recurrence_bwd(
     unroll: int, matmul_dtype: jnp.dtype | None, residuals: tuple, d_hidden_states: Array
 ) -> tuple[Array, Array, Array, Array]:
-    """The reverse scan over the saved values (also the backward pass of ``ddsp_core.gru_pallas``).
-
-    Only ``dL/dh_t`` crosses steps; each gate's gradient is it times a factor computed from the saved values for all
-    steps before the loop, so a step is one product and two element-wise passes (8 % less time than computing the
-    gate gradients inside the loop, interleaved runs on a 2-core CPU), and the gate gradients are formed after it.
-    """
+    """The reverse scan over the saved values (also the backward pass of ``ddsp_core.gru_pallas``)."""
     weight_hh, initial, hidden_states, (reset, update, candidate, hidden_n) = residuals
     previous = jnp.concatenate([initial[None], hidden_states[:-1]])  # h_{t-1}: [n_frames, hidden]
     weight = weight_hh if matmul_dtype is None else weight_hh.astype(matmul_dtype)
-    # Every gate gradient is dL/dh_t times a factor known before the loop: d_pre_n = d_h a, d_pre_r = d_h a hn
-    # r (1 - r), d_pre_u = d_h (h_prev - n) u (1 - u), d_hn = d_h a r, with a = (1 - u)(1 - n^2).
-    through_n = (1.0 - update) * (1.0 - jnp.square(candidate))  # [n_frames, hidden]
-    factors_h = jnp.concatenate(
-        [
-            through_n * hidden_n * reset * (1.0 - reset),  # reset gate's pre-activation
-            (previous - candidate) * update * (1.0 - update),  # update gate's pre-activation
-            through_n * reset,  # W_hn h + b_hn
-        ],
-        axis=-1,
-    )  # [n_frames, 3 * hidden]: d_gates_h = tile(d_h, 3) * factors_h
 
     def step(d_hidden, per_step):
-        d_out, factors, u = per_step
+        d_out, h_prev, r, u, n, hn = per_step
         d_h = d_hidden + d_out  # dL/dh_t: from the output and from step t + 1
-        d_gates_h = jnp.tile(d_h, 3) * factors  # [3 * hidden]
+        d_pre_n = d_h * (1.0 - u) * (1.0 - jnp.square(n))  # through n = tanh(pre_n)
+        d_pre_r = d_pre_n * hn * r * (1.0 - r)
+        d_pre_u = d_h * (h_prev - n) * u * (1.0 - u)
+        d_hidden_n = d_pre_n * r  # dL/d(W_hn h + b_hn)
+        d_gates_h = jnp.concatenate([d_pre_r, d_pre_u, d_hidden_n])  # [3 * hidden]
+        d_gates_x = jnp.concatenate([d_pre_r, d_pre_u, d_pre_n])  # [3 * hidden]
         d_previous = d_h * u + _matmul(d_gates_h, weight, matmul_dtype).astype(d_h.dtype)  # dL/dh_{t-1}
-        return d_previous, d_h
+        return d_previous, (d_gates_h, d_gates_x)
 
-    d_initial, d_h = jax.lax.scan(
-        step, jnp.zeros_like(initial), (d_hidden_states, factors_h, update), reverse=True, unroll=unroll
-    )  # d_h: dL/dh_t for every step, [n_frames, hidden]
-    d_gates_h = jnp.tile(d_h, 3) * factors_h  # [n_frames, 3 * hidden]
-    d_pre_n = d_h * through_n
-    d_gates_x = jnp.concatenate([d_gates_h[:, : 2 * d_h.shape[-1]], d_pre_n], axis=-1)  # [n_frames, 3 * hidden]
+    per_step = (d_hidden_states, previous, reset, update, candidate, hidden_n)
+    d_initial, (d_gates_h, d_gates_x) = jax.lax.scan(
+        step, jnp.zeros_like(initial), per_step, reverse=True, unroll=unroll
+    )
     d_weight_hh = _matmul(d_gates_h.T, previous, matmul_dtype).astype(weight_hh.dtype)  # [3 H, H]: one product
-    d_bias_n = jnp.sum(d_gates_h[:, 2 * d_h.shape[-1]:], axis=0)  # [hidden]
+    d_bias_n = jnp.sum(jnp.split(d_gates_h, 3, axis=-1)[2], axis=0)  # [hidden]
     return d_weight_hh, d_bias_n, d_initial, d_gates_x
 
 

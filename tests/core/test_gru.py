@@ -102,16 +102,14 @@ def test_gradient_through_a_given_initial_state_equals_automatic_differentiation
 
 def test_bfloat16_products_keep_the_custom_gradient_equal_to_automatic_differentiation(cell_and_inputs):
     """Mixed precision: the recurrence with bfloat16 operands against ``jax.grad`` of a scan of the same steps."""
-    from ddsp_core.gru import _recurrent_weights, _split_gates, _step
+    from ddsp_core.gru import _step
 
     cell, inputs = cell_and_inputs
     gates = gru_input_gates(cell, inputs[0])
     bias_n = cell.bias_n
 
     def reference(weight_hh, gates):
-        bfloat16 = jnp.dtype("bfloat16")
-        weights = _recurrent_weights(weight_hh, bfloat16)
-        step = lambda h, g: (_step(weights, bias_n, h, _split_gates(g), bfloat16)[0],) * 2  # noqa: E731
+        step = lambda h, g: (_step(weight_hh, bias_n, h, g, jnp.dtype("bfloat16"))[0],) * 2  # noqa: E731
         return jax.lax.scan(step, jnp.zeros(HIDDEN), gates)[1]
 
     def ours(weight_hh, gates):
