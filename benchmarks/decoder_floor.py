@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> None:
     a, w = jnp.ones((rows, 512)), jnp.ones((512, 1536))
     rates = {}
     for dtype in args.dtypes:
-        product = jax.jit(lambda a, w, d=dtype: jnp.matmul(a.astype(d), w.astype(d), preferred_element_type=jnp.float32))
+        product = jax.jit(
+            lambda a, w, d=dtype: jnp.matmul(a.astype(d), w.astype(d), preferred_element_type=jnp.float32)
+        )
         best, _ = _best_ms(lambda product=product: product(a, w), args.repeats * 2)
         rates[dtype] = 2 * rows * 512 * 1536 / best / 1e6  # GFLOP/s
         print(f"product [{rows}, 512] x [512, 1536], {dtype} operands: {best:.1f} ms, {rates[dtype]:.0f} GFLOP/s")

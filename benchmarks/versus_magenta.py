@@ -55,7 +55,7 @@ class Case:
 
 
 SPLIT_BLOCKS = ("filtered noise", "reverb", "loudness", "MFCC", "spectral loss")
-"""Blocks also timed with the batch split over the CPU cores (``--devices``): the FFT-bound ones."""
+"""Blocks also timed with the batch split over the CPU devices with ``--split-blocks``: the FFT-bound ones."""
 
 
 def _median_ms(fn: Callable[..., object], args: tuple, repeats: int, warm_up: bool) -> float:
@@ -240,8 +240,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             peer.close()
     print(
         f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-        f"jax {jax.__version__} ({devices} CPU devices; each train-step row names the ones it used); magenta: {peer.versions}; batch 8 x 4 s at "
-        f"16 kHz; {args.rounds} rounds, each the median of {args.repeats} calls after 2 warm-up calls"
+        f"jax {jax.__version__} ({devices} CPU devices; each train-step row names the ones it used); "
+        f"magenta: {peer.versions}; batch 8 x 4 s at 16 kHz; {args.rounds} rounds, each the median of "
+        f"{args.repeats} calls after 2 warm-up calls"
     )
     print(format_table(ours, theirs))
 
